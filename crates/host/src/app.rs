@@ -1,0 +1,392 @@
+//! A loaded application: every component compiled once and pre-instantiated,
+//! the router, and the services guests reach (key-value, Redis, variables).
+//! Each request gets a fresh instance, as under Spin.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::{WasiBody, WasiHttpView};
+
+use crate::allowed_hosts::AllowedHosts;
+use crate::key_value::SqliteStore;
+use crate::manifest::Manifest;
+use crate::redis::{RedisMode, RedisService};
+use crate::router::{RouteMatch, Router};
+use crate::runtime_config::RuntimeConfig;
+use crate::state::{ComponentConfig, HostState, MAX_GUEST_MEMORY};
+use crate::variables::{VariableError, Variables};
+
+/// How to load and run an application.
+#[derive(Debug, Clone)]
+pub struct AppOptions {
+    /// Path of `spin.toml`.
+    pub manifest: PathBuf,
+    /// Optional `runtime-config.toml`.
+    pub runtime_config: Option<PathBuf>,
+    /// Where the default key-value database lives; `None` means `<app>/.spin`,
+    /// an empty path keeps it in memory (as Spin's `--state-dir ""`).
+    pub state_dir: Option<PathBuf>,
+    /// Variable values that win over the environment, like `spin up --variable`.
+    pub variables: BTreeMap<String, String>,
+    pub redis: RedisMode,
+    /// Print one line per request.
+    pub log_requests: bool,
+}
+
+impl AppOptions {
+    pub fn new(manifest: impl Into<PathBuf>) -> Self {
+        AppOptions {
+            manifest: manifest.into(),
+            runtime_config: None,
+            state_dir: None,
+            variables: BTreeMap::new(),
+            redis: RedisMode::Auto,
+            log_requests: false,
+        }
+    }
+}
+
+/// A component ready to serve.
+struct Loaded {
+    pre: ProxyPre<HostState>,
+    config: Arc<ComponentConfig>,
+}
+
+/// State shared by every request of one application.
+pub struct Shared {
+    engine: Engine,
+    router: Router,
+    components: HashMap<String, Loaded>,
+    /// Components named by some trigger, public or private: chaining can reach only these.
+    chainable: std::collections::HashSet<String>,
+    pub(crate) key_value: HashMap<String, Arc<SqliteStore>>,
+    pub(crate) redis: RedisService,
+    log_requests: bool,
+}
+
+/// A running application; cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    shared: Arc<Shared>,
+}
+
+/// The response given when a request cannot reach a guest.
+fn status_only(status: StatusCode) -> Response<WasiBody> {
+    let mut response = Response::new(Empty::new().map_err(|e| match e {}).boxed_unsync());
+    *response.status_mut() = status;
+    response
+}
+
+fn engine() -> anyhow::Result<Engine> {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(1_000)
+        .total_core_instances(8_000)
+        .total_memories(2_000)
+        .total_tables(4_000)
+        .total_stacks(1_000)
+        .max_memory_size(MAX_GUEST_MEMORY)
+        // Keeping the first pages of a reused slot resident avoids faulting
+        // them in again on every request.
+        .linear_memory_keep_resident(1 << 20)
+        .table_keep_resident(1 << 16);
+    let mut config = Config::new();
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config.wasm_component_model(true);
+    match Engine::new(&config) {
+        Ok(engine) => Ok(engine),
+        Err(pooled) => {
+            // Some sandboxes cap virtual memory below what the pool reserves.
+            eprintln!("warning: pooling allocator unavailable ({pooled:#}); using on-demand allocation");
+            let mut config = Config::new();
+            config.wasm_component_model(true);
+            Ok(Engine::new(&config)?)
+        }
+    }
+}
+
+fn linker(engine: &Engine) -> anyhow::Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    crate::bindings::Host_::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+    Ok(linker)
+}
+
+fn resolve_component(
+    manifest: &Manifest,
+    variables: &Variables,
+    id: &str,
+    known_stores: &HashMap<String, Arc<SqliteStore>>,
+) -> anyhow::Result<ComponentConfig> {
+    let decl = &manifest.components[id];
+    let key = |k: &str| format!("{}: component.{id}.{k}", manifest.path.display());
+    let entries = decl
+        .allowed_outbound_hosts
+        .iter()
+        .map(|entry| variables.expand(entry))
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| key("allowed_outbound_hosts"))?;
+    let allowed_hosts =
+        AllowedHosts::parse(entries.iter().map(String::as_str)).with_context(|| key("allowed_outbound_hosts"))?;
+    for label in &decl.key_value_stores {
+        if !known_stores.contains_key(label) {
+            bail!(
+                "{}: unknown key_value_stores label `{label}`; define it in the runtime config",
+                key("key_value_stores")
+            );
+        }
+    }
+    let component_variables = decl
+        .variables
+        .iter()
+        .map(|(name, template)| {
+            let value = match variables.expand(template) {
+                Ok(value) => Ok(value),
+                // A required variable without a value fails when read, as in Spin.
+                Err(missing @ VariableError::Missing(_)) => Err(missing.to_string()),
+                Err(error) => bail!("{}: {error}", key(&format!("variables.{name}"))),
+            };
+            Ok((name.clone(), value))
+        })
+        .collect::<anyhow::Result<HashMap<_, _>>>()?;
+    let environment = decl
+        .environment
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Ok(ComponentConfig {
+        id: id.to_string(),
+        variables: component_variables,
+        key_value_stores: decl.key_value_stores.clone(),
+        allowed_hosts,
+        environment,
+    })
+}
+
+/// Compiles a component, telling the user to build it when the file is missing.
+fn compile(engine: &Engine, id: &str, path: &Path) -> anyhow::Result<Component> {
+    if !path.exists() {
+        bail!(
+            "component `{id}`: {} does not exist; build the app first (`spin-host build`, or `up --build`)",
+            path.display()
+        );
+    }
+    Component::from_file(engine, path)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("component `{id}`: cannot load {}", path.display()))
+}
+
+impl App {
+    /// Loads the manifest, opens stores, and compiles and links every component.
+    pub async fn load(options: AppOptions) -> anyhow::Result<App> {
+        let manifest = Manifest::load(&options.manifest)?;
+        if manifest.http_base() != "/" {
+            bail!(
+                "{}: application.trigger.http.base: only `/` is supported; prefix each route instead",
+                manifest.path.display()
+            );
+        }
+        let router = Router::build(&manifest.http_triggers)
+            .with_context(|| format!("{}: trigger.http", manifest.path.display()))?;
+        let mut variables = Variables::from_process_env(&manifest);
+        for (name, value) in &options.variables {
+            variables.set(name, value);
+        }
+        let runtime_config = match &options.runtime_config {
+            Some(path) => RuntimeConfig::load(path)?,
+            None => RuntimeConfig::default(),
+        };
+        let state_dir = options.state_dir.clone().unwrap_or_else(|| manifest.root.join(".spin"));
+        let key_value = runtime_config.open_stores(&state_dir)?;
+        let redis = RedisService::new(options.redis.resolve(&variables));
+
+        let engine = engine()?;
+        let linker = linker(&engine)?;
+        let mut components = HashMap::new();
+        let mut problems = Vec::new();
+        for id in manifest.components.keys() {
+            let config = resolve_component(&manifest, &variables, id, &key_value)?;
+            let path = manifest.component_source(id).unwrap_or_default();
+            let component = compile(&engine, id, &path)?;
+            let missing = crate::imports::unsatisfied(&linker, &component);
+            if !missing.is_empty() {
+                problems.push(format!("component `{id}` imports what this host does not provide:\n  {}", missing.join("\n  ")));
+                continue;
+            }
+            let pre = ProxyPre::new(linker.instantiate_pre(&component)?)
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("component `{id}` does not export wasi:http/incoming-handler"))?;
+            components.insert(id.clone(), Loaded { pre, config: Arc::new(config) });
+        }
+        if !problems.is_empty() {
+            bail!("{}", problems.join("\n"));
+        }
+        Ok(App {
+            shared: Arc::new(Shared {
+                engine,
+                router,
+                components,
+                chainable: manifest.http_triggers.iter().map(|t| t.component.clone()).collect(),
+                key_value,
+                redis,
+                log_requests: options.log_requests,
+            }),
+        })
+    }
+
+    /// Serves one inbound request, as the HTTP trigger does.
+    pub async fn handle<B>(&self, request: Request<B>, client: SocketAddr) -> Response<WasiBody>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        self.shared.clone().handle(request, client).await
+    }
+
+    /// The embedded Redis, when the app uses it (tests stop and start it).
+    pub fn redis(&self) -> &RedisService {
+        &self.shared.redis
+    }
+
+    /// A key-value store by label, for tests and seeding.
+    pub fn key_value(&self, label: &str) -> Option<Arc<SqliteStore>> {
+        self.shared.key_value.get(label).cloned()
+    }
+}
+
+impl Shared {
+    pub(crate) async fn handle<B>(self: Arc<Self>, request: Request<B>, client: SocketAddr) -> Response<WasiBody>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let started = Instant::now();
+        let method = request.method().clone();
+        let path = request.uri().path().to_string();
+        let Some(route) = self.router.route(&path) else {
+            self.log(&method, &path, "-", StatusCode::NOT_FOUND, started);
+            return status_only(StatusCode::NOT_FOUND);
+        };
+        let component = route.component.clone();
+        let response = match self.clone().serve(route, request, client).await {
+            Ok(response) => response,
+            Err(error) => {
+                eprintln!("error: component `{component}` failed on {method} {path}: {error:#}");
+                status_only(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        };
+        self.log(&method, &path, &component, response.status(), started);
+        response
+    }
+
+    fn log(&self, method: &http::Method, path: &str, component: &str, status: StatusCode, started: Instant) {
+        if self.log_requests {
+            let elapsed = started.elapsed();
+            println!(
+                "{} {method} {path} {component} {} {:.2}ms",
+                chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+                status.as_u16(),
+                elapsed.as_secs_f64() * 1000.0
+            );
+        }
+    }
+
+    /// Runs `route.component` on `request` with Spin's `spin-*` headers added.
+    pub(crate) async fn serve<B>(
+        self: Arc<Self>,
+        route: RouteMatch,
+        request: Request<B>,
+        client: SocketAddr,
+    ) -> anyhow::Result<Response<WasiBody>>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let loaded = self
+            .components
+            .get(&route.component)
+            .with_context(|| format!("unknown routing destination `{}`", route.component))?;
+        let (mut parts, body) = request.into_parts();
+        let host = parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost")
+            .to_string();
+        let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
+        parts.uri = http::Uri::builder()
+            .scheme("http")
+            .authority(host.as_str())
+            .path_and_query(path_and_query.as_str())
+            .build()
+            .context("cannot rebuild the request URI")?;
+        // A client must not be able to pass its own values for these.
+        let spoofed: Vec<HeaderName> = parts
+            .headers
+            .keys()
+            .filter(|name| name.as_str().starts_with("spin-"))
+            .cloned()
+            .collect();
+        for name in spoofed {
+            parts.headers.remove(name);
+        }
+        let spin_headers = [
+            ("spin-full-url", format!("http://{host}{path_and_query}")),
+            ("spin-path-info", route.path_info),
+            ("spin-matched-route", route.matched_route),
+            ("spin-raw-component-route", route.raw_route),
+            ("spin-component-route", route.component_route),
+            ("spin-base-path", "/".to_string()),
+            ("spin-client-addr", client.to_string()),
+        ];
+        for (name, value) in spin_headers {
+            parts
+                .headers
+                .insert(HeaderName::from_static(name), HeaderValue::try_from(value)?);
+        }
+        let request = Request::from_parts(parts, body);
+
+        let mut store = Store::new(&self.engine, HostState::new(self.clone(), loaded.config.clone()));
+        store.limiter(|state| &mut state.limits);
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let incoming = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
+        let outparam = store.data_mut().http().new_response_outparam(sender)?;
+        let pre = loaded.pre.clone();
+        let id = route.component.clone();
+        let task = tokio::spawn(async move {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            let result = proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, incoming, outparam)
+                .await;
+            if let Err(error) = &result {
+                eprintln!("error: component `{id}` trapped: {error:#}");
+            }
+            result
+        });
+        match receiver.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => bail!("the component answered with error code {code:?}"),
+            Err(_) => match task.await {
+                Ok(Ok(())) => bail!("the component returned without setting a response"),
+                Ok(Err(error)) => Err(error.into()),
+                Err(join) => Err(join.into()),
+            },
+        }
+    }
+
+    /// Whether `id` can be reached by service chaining (it has some trigger).
+    pub(crate) fn is_chainable(&self, id: &str) -> bool {
+        self.chainable.contains(id)
+    }
+}

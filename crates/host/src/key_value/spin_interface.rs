@@ -1,0 +1,54 @@
+//! `fermyon:spin/key-value@2.0.0`.
+
+use wasmtime::component::Resource;
+
+use super::{KvError, StoreHandle};
+use crate::bindings::spin_key_value::{self, Error};
+use crate::state::HostState;
+
+fn to_guest<T>(result: Result<T, KvError>) -> wasmtime::Result<Result<T, Error>> {
+    match result {
+        Ok(v) => Ok(Ok(v)),
+        Err(KvError::Other(m)) => Ok(Err(Error::Other(m))),
+        Err(trap @ KvError::NotAnInteger(_)) => Err(trap.into()),
+    }
+}
+
+impl spin_key_value::Host for HostState {}
+
+impl spin_key_value::HostStore for HostState {
+    fn open(&mut self, label: String) -> wasmtime::Result<Result<Resource<StoreHandle>, Error>> {
+        if !self.component.key_value_stores.contains(&label) {
+            return Ok(Err(Error::AccessDenied));
+        }
+        let Some(store) = self.app.key_value.get(&label).cloned() else {
+            return Ok(Err(Error::NoSuchStore));
+        };
+        Ok(Ok(self.table.push(StoreHandle { store })?))
+    }
+
+    fn get(&mut self, s: Resource<StoreHandle>, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
+        to_guest(self.table.get(&s)?.store.get(&key))
+    }
+
+    fn set(&mut self, s: Resource<StoreHandle>, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), Error>> {
+        to_guest(self.table.get(&s)?.store.set(&key, &value))
+    }
+
+    fn delete(&mut self, s: Resource<StoreHandle>, key: String) -> wasmtime::Result<Result<(), Error>> {
+        to_guest(self.table.get(&s)?.store.delete(&key))
+    }
+
+    fn exists(&mut self, s: Resource<StoreHandle>, key: String) -> wasmtime::Result<Result<bool, Error>> {
+        to_guest(self.table.get(&s)?.store.get(&key).map(|v| v.is_some()))
+    }
+
+    fn get_keys(&mut self, s: Resource<StoreHandle>) -> wasmtime::Result<Result<Vec<String>, Error>> {
+        to_guest(self.table.get(&s)?.store.keys())
+    }
+
+    fn drop(&mut self, s: Resource<StoreHandle>) -> wasmtime::Result<()> {
+        self.table.delete(s)?;
+        Ok(())
+    }
+}

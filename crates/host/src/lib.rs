@@ -1,0 +1,25 @@
+//! A small wasmtime host that runs a Spin application (`spin.toml`) the way
+//! `spin up` does, for development and tests without the Spin CLI.
+//!
+//! Guests get WASI 0.2, `wasi:http` (outbound calls checked against
+//! `allowed_outbound_hosts`, service chaining in-process), Spin variables,
+//! key-value (`fermyon:spin/key-value` and `wasi:keyvalue`) on SQLite, and
+//! Redis, either embedded in the process or a real server.
+
+pub mod allowed_hosts;
+pub mod app;
+mod bindings;
+pub mod build_components;
+mod imports;
+pub mod key_value;
+pub mod manifest;
+mod outbound_http;
+pub mod redis;
+pub mod router;
+pub mod runtime_config;
+pub mod server;
+mod state;
+pub mod variables;
+
+pub use app::{App, AppOptions};
+pub use redis::RedisMode;

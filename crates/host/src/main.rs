@@ -1,0 +1,103 @@
+//! `spin-host`: build and serve a Spin application without the Spin CLI.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use spin_host::manifest::Manifest;
+use spin_host::{App, AppOptions, RedisMode};
+
+#[derive(Parser)]
+#[command(name = "spin-host", version, about = "Runs a Spin app (spin.toml) on wasmtime, as `spin up` would")]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Run every component's build command, like `spin build`.
+    Build {
+        /// The application manifest.
+        #[arg(short = 'f', long = "from", default_value = "spin.toml")]
+        manifest: PathBuf,
+    },
+    /// Serve the application over HTTP.
+    Up {
+        #[arg(short = 'f', long = "from", default_value = "spin.toml")]
+        manifest: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:3000", env = "SPIN_HTTP_LISTEN_ADDR")]
+        listen: SocketAddr,
+        /// Build the components first.
+        #[arg(long)]
+        build: bool,
+        /// Runtime configuration (key-value stores, state directory).
+        #[arg(long = "runtime-config-file")]
+        runtime_config: Option<PathBuf>,
+        /// Where the default key-value database lives (default: `.spin` next to the manifest;
+        /// an empty value keeps it in memory).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+        /// Set an application variable, overriding SPIN_VARIABLE_<NAME> (repeatable).
+        #[arg(long = "variable", value_parser = parse_variable)]
+        variables: Vec<(String, String)>,
+        /// Which Redis the guests reach.
+        #[arg(long, value_enum, default_value = "auto", env = "SPIN_HOST_REDIS")]
+        redis: RedisMode,
+        /// Do not print a line per request.
+        #[arg(long)]
+        quiet: bool,
+    },
+}
+
+fn parse_variable(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{text}` is not NAME=VALUE"))
+}
+
+fn build(manifest: &std::path::Path) -> anyhow::Result<()> {
+    spin_host::build_components::build(&Manifest::load(manifest)?)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Commands::Build { manifest } => build(&manifest),
+        Commands::Up {
+            manifest,
+            listen,
+            build: also_build,
+            runtime_config,
+            state_dir,
+            variables,
+            redis,
+            quiet,
+        } => {
+            if also_build {
+                build(&manifest)?;
+            }
+            let options = AppOptions {
+                manifest,
+                runtime_config,
+                state_dir,
+                variables: variables.into_iter().collect(),
+                redis,
+                log_requests: !quiet,
+            };
+            let app = App::load(options).await?;
+            let listener = spin_host::server::bind(listen).await?;
+            let address = listener.local_addr().context("listener has no address")?;
+            let redis = match app.redis().embedded() {
+                Some(_) => "embedded Redis".to_string(),
+                None => "external Redis".to_string(),
+            };
+            println!("Serving http://{address} ({redis}); Ctrl-C to stop");
+            spin_host::server::serve(app, listener, spin_host::server::shutdown_signal()).await?;
+            println!("Stopped.");
+            Ok(())
+        }
+    }
+}

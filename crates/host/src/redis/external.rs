@@ -1,0 +1,68 @@
+//! A real Redis server, through the `redis` crate's multiplexed connection:
+//! one shared connection per address, re-established after a failure.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::AsyncConnectionConfig;
+use tokio::sync::Mutex;
+
+use super::reply::Reply;
+
+/// How long to wait for a connection or a reply before calling Redis unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// Connections to real servers, by address.
+#[derive(Default)]
+pub struct ExternalRedis {
+    connections: Mutex<HashMap<String, MultiplexedConnection>>,
+}
+
+impl ExternalRedis {
+    /// A connection to `address`, connecting now if there is none (as Spin connects on `open`).
+    pub async fn connect(&self, address: &str) -> Result<MultiplexedConnection, String> {
+        let mut connections = self.connections.lock().await;
+        if let Some(connection) = connections.get(address) {
+            return Ok(connection.clone());
+        }
+        let client = redis::Client::open(address).map_err(|e| e.to_string())?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        let connection = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| e.to_string())?;
+        connections.insert(address.to_string(), connection.clone());
+        Ok(connection)
+    }
+
+    /// Runs one command; a broken connection is forgotten so the next `open` reconnects.
+    pub async fn execute(&self, address: &str, connection: &mut MultiplexedConnection, args: &[Vec<u8>]) -> Result<Reply, String> {
+        let mut command = redis::cmd(&String::from_utf8_lossy(&args[0]));
+        for arg in &args[1..] {
+            command.arg(arg.as_slice());
+        }
+        match command.query_async::<redis::Value>(connection).await {
+            Ok(value) => Ok(Reply::from(value)),
+            Err(error) if matches!(error.kind(), redis::ErrorKind::Server(_) | redis::ErrorKind::Extension) => {
+                Ok(Reply::Error(server_error_text(&error)))
+            }
+            Err(error) => {
+                self.connections.lock().await.remove(address);
+                Err(error.to_string())
+            }
+        }
+    }
+}
+
+/// `WRONGTYPE Operation against ...`, as the server wrote it.
+fn server_error_text(error: &redis::RedisError) -> String {
+    match (error.code(), error.detail()) {
+        (Some(code), Some(detail)) => format!("{code} {detail}"),
+        (Some(code), None) => code.to_string(),
+        _ => error.to_string(),
+    }
+}

@@ -1,0 +1,107 @@
+//! Project tasks, run as `cargo xtask <task>`: everything a newcomer needs,
+//! with nothing to install beyond the Rust toolchain.
+//!
+//! - `up [ARGS]`: build the components and the host, then serve `spin.toml`.
+//! - `test [ARGS]`: build the components, then run every test.
+//! - `build`: build the components (`wasm32-wasip2`, release).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(root());
+    command
+}
+
+fn run(mut command: Command) -> Result<(), String> {
+    let shown = format!("{command:?}");
+    let status = command.status().map_err(|e| format!("cannot run {shown}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{shown} failed ({status})"))
+    }
+}
+
+/// Installs the WebAssembly target with rustup when it is missing.
+fn ensure_wasm_target() -> Result<(), String> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == WASM_TARGET))
+        .unwrap_or(false);
+    if installed {
+        return Ok(());
+    }
+    eprintln!("installing the {WASM_TARGET} target with rustup");
+    let mut command = Command::new("rustup");
+    command.args(["target", "add", WASM_TARGET]);
+    run(command)
+}
+
+/// Every crate under `components/`.
+fn component_packages() -> Result<Vec<String>, String> {
+    let dir = root().join("components");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        if path.join("Cargo.toml").exists() {
+            names.push(path.file_name().unwrap_or_default().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn build_components() -> Result<(), String> {
+    ensure_wasm_target()?;
+    let mut command = cargo();
+    command.args(["build", "--release", "--target", WASM_TARGET]);
+    for name in component_packages()? {
+        command.args(["-p", &name]);
+    }
+    run(command)
+}
+
+fn up(args: &[String]) -> Result<(), String> {
+    ensure_wasm_target()?;
+    let mut command = cargo();
+    command.args(["run", "--release", "-p", "spin-host", "--", "up", "--build"]);
+    command.args(args);
+    run(command)
+}
+
+fn test(args: &[String]) -> Result<(), String> {
+    build_components()?;
+    let mut command = cargo();
+    command.args(["test", "--release"]);
+    command.args(args);
+    run(command)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("up") => up(&args[1..]),
+        Some("test") => test(&args[1..]),
+        Some("build") => build_components(),
+        _ => Err("usage: cargo xtask <up|test|build> [ARGS]".to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
