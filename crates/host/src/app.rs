@@ -87,7 +87,18 @@ fn status_only(status: StatusCode) -> Response<WasiBody> {
     response
 }
 
+/// One engine per process, so compiled components can be shared between apps
+/// (tests load many apps from the same files).
 fn engine() -> anyhow::Result<Engine> {
+    static ENGINE: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
+    if let Some(engine) = ENGINE.get() {
+        return Ok(engine.clone());
+    }
+    let engine = new_engine()?;
+    Ok(ENGINE.get_or_init(|| engine).clone())
+}
+
+fn new_engine() -> anyhow::Result<Engine> {
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(1_000)
         .total_core_instances(8_000)
@@ -174,16 +185,29 @@ fn resolve_component(
 }
 
 /// Compiles a component, telling the user to build it when the file is missing.
+/// A file compiled before in this process (same path, size and mtime) is reused.
 fn compile(engine: &Engine, id: &str, path: &Path) -> anyhow::Result<Component> {
-    if !path.exists() {
-        bail!(
+    type Cache = std::sync::Mutex<HashMap<PathBuf, (std::fs::Metadata, Component)>>;
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    let metadata = std::fs::metadata(path).map_err(|_| {
+        anyhow::anyhow!(
             "component `{id}`: {} does not exist; build the app first (`spin-host build`, or `up --build`)",
             path.display()
-        );
+        )
+    })?;
+    let cache = CACHE.get_or_init(Default::default);
+    let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let same = |m: &std::fs::Metadata| m.len() == metadata.len() && m.modified().ok() == metadata.modified().ok();
+    if let Some((_, component)) = cache.lock().ok().and_then(|c| c.get(&key).filter(|(m, _)| same(m)).cloned()) {
+        return Ok(component);
     }
-    Component::from_file(engine, path)
+    let component = Component::from_file(engine, path)
         .map_err(anyhow::Error::from)
-        .with_context(|| format!("component `{id}`: cannot load {}", path.display()))
+        .with_context(|| format!("component `{id}`: cannot load {}", path.display()))?;
+    if let Ok(mut cache) = cache.lock() {
+        cache.insert(key, (metadata, component.clone()));
+    }
+    Ok(component)
 }
 
 impl App {

@@ -1,0 +1,1 @@
+//! The embedded Redis answers like a real `redis-server`.
