@@ -1,0 +1,19 @@
+//! The I/O-free core of the Resilient Analytics API. Everything here is a
+//! plain function or a small state machine that takes time as a parameter, so
+//! it is tested without a clock, a server or a store.
+
+pub mod aggregate;
+pub mod api_error;
+pub mod breaker;
+pub mod config;
+pub mod ingest;
+pub mod listing;
+pub mod metric;
+pub mod query;
+pub mod rate_limit;
+pub mod sketch;
+pub mod store;
+pub mod summary;
+pub mod time;
+
+pub use api_error::{ApiError, FieldError};

@@ -1,0 +1,156 @@
+//! Per-type, per-bucket aggregates: count, sum, min, max, the latest value and
+//! a quantile sketch, kept up to date at ingest so a summary reads a bounded
+//! number of buckets instead of every metric.
+
+use serde::{Deserialize, Serialize};
+
+use crate::sketch::Sketch;
+
+/// First byte of an encoded aggregate; anything else is read as empty (for
+/// example the zero counter that `increment(key, 0)` leaves to create a key).
+const MAGIC: u8 = 0xA6;
+
+/// A value could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("stored aggregate is corrupt: {0}")]
+pub struct DecodeError(String);
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Aggregate {
+    pub count: u64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+    /// Timestamp (ms) of the latest metric, by metric timestamp, not arrival.
+    pub latest_ms: i64,
+    pub latest_value: f64,
+    pub sketch: Sketch,
+    /// Bit `n` set: the bucket's `n`-th child bucket holds data. Lets a
+    /// listing find non-empty buckets without probing every one.
+    pub children: u64,
+    /// Days (indexes) that hold data; kept in the all-time aggregate only.
+    pub days: Vec<i64>,
+}
+
+impl Aggregate {
+    /// Adds one metric.
+    pub fn record(&mut self, value: f64, timestamp_ms: i64) {
+        if self.count == 0 {
+            self.min = value;
+            self.max = value;
+            self.latest_ms = timestamp_ms;
+            self.latest_value = value;
+        } else {
+            self.min = self.min.min(value);
+            self.max = self.max.max(value);
+            if (timestamp_ms, value) > (self.latest_ms, self.latest_value) {
+                self.latest_ms = timestamp_ms;
+                self.latest_value = value;
+            }
+        }
+        self.count += 1;
+        self.sum += value;
+        self.sketch.add(value);
+    }
+
+    /// Folds `other` (a disjoint set of metrics) into this one.
+    pub fn merge(&mut self, other: &Aggregate) {
+        if other.count == 0 {
+            return;
+        }
+        if self.count == 0 {
+            self.min = other.min;
+            self.max = other.max;
+            self.latest_ms = other.latest_ms;
+            self.latest_value = other.latest_value;
+        } else {
+            self.min = self.min.min(other.min);
+            self.max = self.max.max(other.max);
+            if (other.latest_ms, other.latest_value) > (self.latest_ms, self.latest_value) {
+                self.latest_ms = other.latest_ms;
+                self.latest_value = other.latest_value;
+            }
+        }
+        self.count += other.count;
+        self.sum += other.sum;
+        self.sketch.merge(&other.sketch);
+    }
+
+    pub fn mark_child(&mut self, position: u32) {
+        self.children |= 1u64 << position;
+    }
+
+    /// Child positions holding data, highest first.
+    pub fn children_descending(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..64u32).rev().filter(move |p| self.children & (1u64 << p) != 0)
+    }
+
+    pub fn mark_day(&mut self, day: i64) {
+        if let Err(pos) = self.days.binary_search(&day) {
+            self.days.insert(pos, day);
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![MAGIC];
+        // Serialising plain numbers and vectors cannot fail.
+        out.extend(postcard::to_allocvec(self).unwrap_or_default());
+        out
+    }
+
+    /// `Ok(None)` for an absent or placeholder value.
+    pub fn decode(bytes: &[u8]) -> Result<Option<Aggregate>, DecodeError> {
+        match bytes.split_first() {
+            Some((&MAGIC, rest)) => postcard::from_bytes(rest)
+                .map(Some)
+                .map_err(|e| DecodeError(e.to_string())),
+            _ => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latest_is_by_timestamp_not_arrival() {
+        let mut a = Aggregate::default();
+        a.record(1.0, 2_000);
+        a.record(2.0, 1_000);
+        assert_eq!((a.latest_ms, a.latest_value), (2_000, 1.0));
+        assert_eq!((a.count, a.sum, a.min, a.max), (2, 3.0, 1.0, 2.0));
+    }
+
+    #[test]
+    fn merge_matches_recording_everything_in_one() {
+        let values = [(5.0, 10), (-2.0, 30), (7.5, 20), (0.0, 40), (3.0, 5)];
+        let mut whole = Aggregate::default();
+        let (mut left, mut right) = (Aggregate::default(), Aggregate::default());
+        for (i, (v, t)) in values.iter().enumerate() {
+            whole.record(*v, *t);
+            if i % 2 == 0 { left.record(*v, *t) } else { right.record(*v, *t) }
+        }
+        let mut merged = Aggregate::default();
+        merged.merge(&left);
+        merged.merge(&Aggregate::default());
+        merged.merge(&right);
+        assert_eq!(merged, whole);
+    }
+
+    #[test]
+    fn round_trips_and_reads_placeholders_as_empty() {
+        let mut a = Aggregate::default();
+        a.record(85.5, 1_700_000_000_000);
+        a.mark_child(59);
+        a.mark_day(3);
+        a.mark_day(1);
+        a.mark_day(3);
+        assert_eq!(Aggregate::decode(&a.encode()), Ok(Some(a.clone())));
+        assert_eq!(a.days, vec![1, 3]);
+        assert_eq!(a.children_descending().collect::<Vec<_>>(), vec![59]);
+        assert_eq!(Aggregate::decode(&0i64.to_le_bytes()), Ok(None));
+        assert_eq!(Aggregate::decode(b"0"), Ok(None));
+        assert!(Aggregate::decode(&[MAGIC, 0xFF, 0xFF]).is_err());
+    }
+}

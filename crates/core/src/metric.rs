@@ -1,0 +1,286 @@
+//! A metric, and the validation of an ingest request body.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::api_error::{ApiError, FieldError};
+use crate::time::{format_timestamp, parse_timestamp, MS_PER_SECOND};
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest accepted magnitude, so sums over millions of metrics stay finite.
+pub const MAX_ABS_VALUE: f64 = 1e15;
+pub const MAX_TYPE_LEN: usize = 100;
+pub const MAX_ID_LEN: usize = 128;
+
+/// A stored metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metric {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub metric_type: String,
+    pub value: f64,
+    /// Unix milliseconds.
+    #[serde(rename = "ts")]
+    pub timestamp_ms: i64,
+}
+
+impl Metric {
+    /// The public JSON form: `{"id", "type", "value", "timestamp"}`.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "id": self.id,
+            "type": self.metric_type,
+            "value": self.value,
+            "timestamp": format_timestamp(self.timestamp_ms),
+        })
+    }
+
+    /// Same metric, ignoring the id: used to tell a retry from a conflicting reuse of an id.
+    pub fn same_content(&self, other: &Metric) -> bool {
+        self.metric_type == other.metric_type && self.value == other.value && self.timestamp_ms == other.timestamp_ms
+    }
+}
+
+/// A validated ingest request; `id` is `None` when the server should assign one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMetric {
+    pub id: Option<String>,
+    pub metric_type: String,
+    pub value: f64,
+    pub timestamp_ms: i64,
+}
+
+impl NewMetric {
+    pub fn with_id(self, id: String) -> Metric {
+        Metric {
+            id,
+            metric_type: self.metric_type,
+            value: self.value,
+            timestamp_ms: self.timestamp_ms,
+        }
+    }
+}
+
+fn charset_ok(text: &str, extra: &[char]) -> bool {
+    text.chars().all(|c| c.is_ascii_alphanumeric() || extra.contains(&c))
+}
+
+/// Checks a metric type: 1–100 characters of `[A-Za-z0-9_.-]`.
+pub fn validate_type(text: &str) -> Result<(), String> {
+    if text.is_empty() || text.chars().count() > MAX_TYPE_LEN {
+        return Err(format!("must be 1 to {MAX_TYPE_LEN} characters long"));
+    }
+    if !charset_ok(text, &['_', '.', '-']) {
+        return Err("may contain only letters, digits, '_', '.' and '-'".into());
+    }
+    Ok(())
+}
+
+fn validate_id(text: &str) -> Result<(), String> {
+    if text.is_empty() || text.chars().count() > MAX_ID_LEN {
+        return Err(format!("must be 1 to {MAX_ID_LEN} characters long"));
+    }
+    if !charset_ok(text, &['_', '.', ':', '-']) {
+        return Err("may contain only letters, digits, '_', '.', ':' and '-'".into());
+    }
+    Ok(())
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn invalid(details: Vec<FieldError>) -> ApiError {
+    let fields: Vec<&str> = details.iter().map(|d| d.field.as_str()).collect();
+    ApiError::new(422, "validation_failed", format!("invalid fields: {}", fields.join(", "))).with_details(details)
+}
+
+/// Parses and validates an ingest body at time `now_ms`. Every problem is
+/// reported at once, field by field.
+pub fn parse_new_metric(body: &[u8], now_ms: i64, max_clock_skew_seconds: u64) -> Result<NewMetric, ApiError> {
+    let json: Value = serde_json::from_slice(body).map_err(|e| {
+        let message = if std::str::from_utf8(body).is_err() {
+            "the body is not UTF-8 text".to_string()
+        } else {
+            format!("the body is not valid JSON: {e}")
+        };
+        ApiError::new(422, "invalid_json", message)
+    })?;
+    let Value::Object(object) = json else {
+        return Err(ApiError::new(
+            422,
+            "invalid_json",
+            format!("the body must be a JSON object, not {}", json_type(&json)),
+        ));
+    };
+    let mut errors = Vec::new();
+
+    let timestamp_ms = match object.get("timestamp") {
+        None | Some(Value::Null) => {
+            errors.push(FieldError::new("timestamp", "is required (RFC 3339, e.g. 2026-02-18T12:00:00Z)"));
+            None
+        }
+        Some(Value::String(text)) => match parse_timestamp(text) {
+            Ok(ms) if ms > now_ms.saturating_add(max_clock_skew_seconds as i64 * MS_PER_SECOND) => {
+                errors.push(FieldError::new(
+                    "timestamp",
+                    format!("is more than {max_clock_skew_seconds} s in the future"),
+                ));
+                None
+            }
+            Ok(ms) => Some(ms),
+            Err(message) => {
+                errors.push(FieldError::new("timestamp", message));
+                None
+            }
+        },
+        Some(other) => {
+            errors.push(FieldError::new("timestamp", format!("must be a string, not {}", json_type(other))));
+            None
+        }
+    };
+
+    let value = match object.get("value") {
+        None | Some(Value::Null) => {
+            errors.push(FieldError::new("value", "is required (a finite number)"));
+            None
+        }
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(v) if v.is_finite() && v.abs() <= MAX_ABS_VALUE => Some(v),
+            _ => {
+                errors.push(FieldError::new("value", format!("must be a finite number within ±{MAX_ABS_VALUE:e}")));
+                None
+            }
+        },
+        Some(other) => {
+            errors.push(FieldError::new("value", format!("must be a number, not {}", json_type(other))));
+            None
+        }
+    };
+
+    let metric_type = match object.get("type") {
+        None | Some(Value::Null) => {
+            errors.push(FieldError::new("type", "is required"));
+            None
+        }
+        Some(Value::String(text)) => match validate_type(text) {
+            Ok(()) => Some(text.clone()),
+            Err(message) => {
+                errors.push(FieldError::new("type", message));
+                None
+            }
+        },
+        Some(other) => {
+            errors.push(FieldError::new("type", format!("must be a string, not {}", json_type(other))));
+            None
+        }
+    };
+
+    let id = match object.get("id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => match validate_id(text) {
+            Ok(()) => Some(text.clone()),
+            Err(message) => {
+                errors.push(FieldError::new("id", message));
+                None
+            }
+        },
+        Some(other) => {
+            errors.push(FieldError::new("id", format!("must be a string, not {}", json_type(other))));
+            None
+        }
+    };
+
+    match (timestamp_ms, value, metric_type) {
+        (Some(timestamp_ms), Some(value), Some(metric_type)) if errors.is_empty() => Ok(NewMetric {
+            id,
+            metric_type,
+            value,
+            timestamp_ms,
+        }),
+        _ => Err(invalid(errors)),
+    }
+}
+
+/// A new time-ordered unique id (a ULID) from the time and 80 random bits.
+pub fn new_id(now_ms: i64, random: u128) -> String {
+    ulid::Ulid::from_parts(now_ms.max(0) as u64, random).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_771_416_000_000; // 2026-02-18T12:00:00Z
+
+    fn parse(body: &str) -> Result<NewMetric, ApiError> {
+        parse_new_metric(body.as_bytes(), NOW, 300)
+    }
+
+    fn fields(err: ApiError) -> Vec<String> {
+        err.details.into_iter().map(|d| d.field).collect()
+    }
+
+    #[test]
+    fn accepts_a_valid_metric() {
+        let m = parse(r#"{"timestamp": "2026-02-18T12:00:00Z", "value": 85.5, "type": "cpu_usage", "id": "a:1"}"#).unwrap();
+        assert_eq!(m, NewMetric { id: Some("a:1".into()), metric_type: "cpu_usage".into(), value: 85.5, timestamp_ms: NOW });
+        let m = parse(r#"{"timestamp": "2026-02-18T12:00:00", "value": -3, "type": "t"}"#).unwrap();
+        assert_eq!((m.id, m.value), (None, -3.0));
+    }
+
+    #[test]
+    fn reports_every_bad_field() {
+        let err = parse(r#"{"timestamp": 5, "value": "85", "type": ""}"#).unwrap_err();
+        assert_eq!(err.status, 422);
+        assert_eq!(fields(err), vec!["timestamp", "value", "type"]);
+        let err = parse("{}").unwrap_err();
+        assert_eq!(fields(err), vec!["timestamp", "value", "type"]);
+    }
+
+    #[test]
+    fn refuses_hostile_values() {
+        for body in [
+            r#"{"timestamp": "2026-02-18T12:00:00Z", "value": 1e16, "type": "t"}"#,
+            r#"{"timestamp": "2026-02-18T12:00:00Z", "value": null, "type": "t"}"#,
+            r#"{"timestamp": "2026-02-18T12:00:00Z", "value": "NaN", "type": "t"}"#,
+            r#"{"timestamp": "2026-02-18T12:00:00Z", "value": 1, "type": "a b"}"#,
+            r#"{"timestamp": "2026-02-18T12:00:00Z", "value": 1, "type": "a\u0000b"}"#,
+            r#"{"timestamp": "2026-02-18T12:00:00Z", "value": 1, "type": "t", "id": "has space"}"#,
+            r#"{"timestamp": "2026-02-18T12:05:01Z", "value": 1, "type": "t"}"#,
+        ] {
+            assert_eq!(parse(body).unwrap_err().status, 422, "{body}");
+        }
+        let long = format!(r#"{{"timestamp": "2026-02-18T12:00:00Z", "value": 1, "type": "{}"}}"#, "a".repeat(101));
+        assert_eq!(fields(parse(&long).unwrap_err()), vec!["type"]);
+        let ok = format!(r#"{{"timestamp": "2026-02-18T12:05:00Z", "value": 1, "type": "{}"}}"#, "a".repeat(100));
+        assert!(parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn refuses_malformed_bodies() {
+        assert_eq!(parse("{").unwrap_err().code, "invalid_json");
+        assert_eq!(parse("[1]").unwrap_err().code, "invalid_json");
+        assert_eq!(parse(r#"{"value": 1e400}"#).unwrap_err().code, "invalid_json");
+        let nested = "[".repeat(10_000) + &"]".repeat(10_000);
+        assert_eq!(parse(&nested).unwrap_err().code, "invalid_json");
+        let err = parse_new_metric(&[0xff, 0xfe, b'{'], NOW, 300).unwrap_err();
+        assert!(err.message.contains("UTF-8"), "{}", err.message);
+    }
+
+    #[test]
+    fn ids_are_time_ordered() {
+        let a = new_id(1_000, u128::MAX);
+        let b = new_id(1_001, 0);
+        assert_eq!(a.len(), 26);
+        assert!(a < b);
+    }
+}

@@ -1,0 +1,224 @@
+//! Time: timestamps in Unix milliseconds, and the bucket hierarchy
+//! (second, minute, hour, day) that aggregates and listings are kept in.
+
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+
+pub const MS_PER_SECOND: i64 = 1_000;
+
+/// Earliest accepted timestamp: 1970-01-01T00:00:00Z.
+pub const EARLIEST_MS: i64 = 0;
+/// Latest representable timestamp we accept (year 9999).
+pub const LATEST_MS: i64 = 253_402_300_799_999;
+
+/// A level of the bucket hierarchy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Level {
+    Second,
+    Minute,
+    Hour,
+    Day,
+}
+
+impl Level {
+    /// Finest first.
+    pub const ALL: [Level; 4] = [Level::Second, Level::Minute, Level::Hour, Level::Day];
+
+    pub fn seconds(self) -> i64 {
+        match self {
+            Level::Second => 1,
+            Level::Minute => 60,
+            Level::Hour => 3_600,
+            Level::Day => 86_400,
+        }
+    }
+
+    /// One letter, used in storage keys.
+    pub fn tag(self) -> char {
+        match self {
+            Level::Second => 's',
+            Level::Minute => 'm',
+            Level::Hour => 'h',
+            Level::Day => 'd',
+        }
+    }
+
+    /// The next finer level.
+    pub fn finer(self) -> Option<Level> {
+        match self {
+            Level::Second => None,
+            Level::Minute => Some(Level::Second),
+            Level::Hour => Some(Level::Minute),
+            Level::Day => Some(Level::Hour),
+        }
+    }
+
+    /// How many buckets of the finer level one bucket holds (60, 60 or 24).
+    pub fn children(self) -> i64 {
+        self.finer().map_or(0, |f| self.seconds() / f.seconds())
+    }
+}
+
+/// One bucket: a level and its index, `floor(unix_seconds / level.seconds())`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Bucket {
+    pub level: Level,
+    pub index: i64,
+}
+
+impl Bucket {
+    /// The bucket of `level` holding the instant `ms`.
+    pub fn containing(level: Level, ms: i64) -> Bucket {
+        Bucket {
+            level,
+            index: ms.div_euclid(MS_PER_SECOND).div_euclid(level.seconds()),
+        }
+    }
+
+    pub fn start_second(self) -> i64 {
+        self.index * self.level.seconds()
+    }
+
+    /// Which child of its parent this bucket is (0..60 or 0..24), if it has a parent.
+    pub fn position_in_parent(self) -> Option<(Bucket, u32)> {
+        let parent_level = match self.level {
+            Level::Second => Level::Minute,
+            Level::Minute => Level::Hour,
+            Level::Hour => Level::Day,
+            Level::Day => return None,
+        };
+        let per_parent = parent_level.seconds() / self.level.seconds();
+        Some((
+            Bucket {
+                level: parent_level,
+                index: self.index.div_euclid(per_parent),
+            },
+            self.index.rem_euclid(per_parent) as u32,
+        ))
+    }
+
+    /// The `n`-th child (by position) of this bucket.
+    pub fn child(self, n: u32) -> Option<Bucket> {
+        let level = self.level.finer()?;
+        Some(Bucket {
+            level,
+            index: self.index * self.level.children() + n as i64,
+        })
+    }
+}
+
+/// Covers the seconds `[from, to)` with the fewest buckets: whole days in the
+/// middle, then hours, minutes and seconds toward the edges. The result is
+/// at most 2·(59 + 59 + 23) buckets plus one per whole day.
+pub fn decompose(from_second: i64, to_second: i64) -> Vec<Bucket> {
+    let mut out = Vec::new();
+    cover(from_second, to_second, Level::Day, &mut out);
+    out
+}
+
+fn cover(from: i64, to: i64, level: Level, out: &mut Vec<Bucket>) {
+    if from >= to {
+        return;
+    }
+    let size = level.seconds();
+    let first_full = from.div_euclid(size) * size + if from.rem_euclid(size) == 0 { 0 } else { size };
+    let last_full = to.div_euclid(size) * size;
+    match level.finer() {
+        Some(finer) if first_full >= last_full => cover(from, to, finer, out),
+        finer => {
+            if let Some(finer) = finer {
+                cover(from, first_full, finer, out);
+            }
+            out.extend((first_full / size..last_full / size).map(|index| Bucket { level, index }));
+            if let Some(finer) = finer {
+                cover(last_full, to, finer, out);
+            }
+        }
+    }
+}
+
+/// Parses RFC 3339; a timestamp without an offset is taken as UTC. Sub-millisecond digits are dropped.
+pub fn parse_timestamp(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let parsed = match DateTime::parse_from_rfc3339(text) {
+        Ok(t) => t.with_timezone(&Utc),
+        Err(_) => ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dt%H:%M:%S%.f"]
+            .iter()
+            .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
+            .map(|naive| naive.and_utc())
+            .ok_or_else(|| format!("`{text}` is not an RFC 3339 timestamp like 2026-02-18T12:00:00Z"))?,
+    };
+    let ms = parsed.timestamp_millis();
+    if !(EARLIEST_MS..=LATEST_MS).contains(&ms) {
+        return Err(format!("`{text}` is outside 1970-01-01 .. 9999-12-31"));
+    }
+    Ok(ms)
+}
+
+/// RFC 3339 in UTC with `Z`, with milliseconds only when non-zero.
+pub fn format_timestamp(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+        .unwrap_or_else(|| ms.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seconds_covered(buckets: &[Bucket]) -> Vec<i64> {
+        let mut secs: Vec<i64> = buckets
+            .iter()
+            .flat_map(|b| b.start_second()..b.start_second() + b.level.seconds())
+            .collect();
+        secs.sort();
+        secs
+    }
+
+    #[test]
+    fn decomposition_covers_exactly_the_window_once() {
+        for (from, to) in [(0, 1), (59, 61), (3_599, 90_061), (86_399, 2 * 86_400 + 1), (1_000_000, 1_000_000), (17, 3_600 * 50 + 3)] {
+            let buckets = decompose(from, to);
+            assert_eq!(seconds_covered(&buckets), (from..to).collect::<Vec<_>>(), "[{from}, {to})");
+        }
+    }
+
+    #[test]
+    fn decomposition_uses_coarse_buckets_in_the_middle() {
+        // 30 days plus a little at each edge.
+        let day = 86_400;
+        let buckets = decompose(10 * day - 61, 40 * day + 3_661);
+        assert!(buckets.len() <= 2 * (59 + 59 + 23) + 30, "{}", buckets.len());
+        assert_eq!(buckets.iter().filter(|b| b.level == Level::Day).count(), 30);
+    }
+
+    #[test]
+    fn buckets_know_their_parents_and_children() {
+        let second = Bucket::containing(Level::Second, 3_661_500);
+        assert_eq!(second.index, 3_661);
+        let (minute, pos) = second.position_in_parent().unwrap();
+        assert_eq!((minute, pos), (Bucket { level: Level::Minute, index: 61 }, 1));
+        assert_eq!(minute.child(1), Some(second));
+        let (hour, pos) = minute.position_in_parent().unwrap();
+        assert_eq!((hour.index, pos), (1, 1));
+        assert_eq!(hour.position_in_parent().unwrap(), (Bucket { level: Level::Day, index: 0 }, 1));
+    }
+
+    #[test]
+    fn timestamps_parse_with_or_without_offsets() {
+        assert_eq!(parse_timestamp("1970-01-01T00:00:01Z"), Ok(1_000));
+        assert_eq!(parse_timestamp("1970-01-01T01:00:01+01:00"), Ok(1_000));
+        assert_eq!(parse_timestamp("1970-01-01T00:00:01.25"), Ok(1_250));
+        assert_eq!(parse_timestamp("1970-01-01 00:00:01"), Ok(1_000));
+        assert!(parse_timestamp("yesterday").is_err());
+        assert!(parse_timestamp("1969-12-31T23:59:59Z").is_err());
+        assert!(parse_timestamp("2026-02-30T00:00:00Z").is_err());
+    }
+
+    #[test]
+    fn timestamps_format_in_utc() {
+        assert_eq!(format_timestamp(1_000), "1970-01-01T00:00:01Z");
+        assert_eq!(format_timestamp(1_250), "1970-01-01T00:00:01.250Z");
+        let ms = parse_timestamp("2026-02-18T13:00:00+01:00").unwrap();
+        assert_eq!(format_timestamp(ms), "2026-02-18T12:00:00Z");
+    }
+}
