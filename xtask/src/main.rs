@@ -3,12 +3,15 @@
 //!
 //! - `up [ARGS]`: build the components and the host, then serve `spin.toml`.
 //! - `test [ARGS]`: build the components, then run every test.
-//! - `build`: build the components (`wasm32-wasip2`, release).
+//! - `build`: build the components and test fixtures (`wasm32-wasip2`, release).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 const WASM_TARGET: &str = "wasm32-wasip2";
+
+/// Test-only components under `tests/fixtures/`, built along with `components/`.
+const FIXTURES: &[&str] = &["probe"];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -69,6 +72,9 @@ fn build_components() -> Result<(), String> {
     command.args(["build", "--release", "--target", WASM_TARGET]);
     for name in component_packages()? {
         command.args(["-p", &name]);
+    }
+    for name in FIXTURES {
+        command.args(["-p", name]);
     }
     run(command)
 }

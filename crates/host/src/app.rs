@@ -341,6 +341,11 @@ impl Shared {
             .get(&route.component)
             .with_context(|| format!("unknown routing destination `{}`", route.component))?;
         let (mut parts, body) = request.into_parts();
+        // As Spin does: a client must not make its request look chained.
+        let chaining_host = parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok());
+        if chaining_host.and_then(crate::outbound_http::chaining_target).is_some() {
+            parts.headers.remove(http::header::HOST);
+        }
         let host = parts
             .headers
             .get(http::header::HOST)

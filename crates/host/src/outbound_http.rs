@@ -18,10 +18,12 @@ use crate::state::ComponentConfig;
 /// Where an outbound request goes.
 #[derive(Debug, PartialEq, Eq)]
 enum Destination {
-    /// The app itself: a relative URL, or the host `self` / `self.alt`.
+    /// The app itself: a relative URL, or the host `self.alt`. (`http://self/...`
+    /// is an ordinary host to Spin, so an entry `http://self` does not allow it.)
     SelfApp,
-    /// Another component by service chaining.
-    Component(String),
+    /// Another component by service chaining; the port is checked against the
+    /// allow-list like any other (443 by default for `https`).
+    Component { id: String, scheme: String, port: u16 },
     Network { scheme: String, host: String, port: u16 },
 }
 
@@ -31,19 +33,24 @@ fn destination(uri: &http::Uri) -> Destination {
         return Destination::SelfApp;
     };
     let host = host.to_ascii_lowercase();
-    if host == "self" || host == "self.alt" {
+    if host == "self.alt" {
         return Destination::SelfApp;
-    }
-    if let Some(component) = host.strip_suffix(".spin.internal") {
-        if !component.is_empty() && !component.contains('.') {
-            return Destination::Component(component.to_string());
-        }
     }
     let port = uri
         .port_u16()
         .or_else(|| crate::allowed_hosts::default_port(&scheme))
         .unwrap_or(0);
+    if let Some(component) = chaining_target(&host) {
+        return Destination::Component { id: component.to_string(), scheme, port };
+    }
     Destination::Network { scheme, host, port }
+}
+
+/// The component named by a `<component>.spin.internal[:port]` host.
+pub(crate) fn chaining_target(host: &str) -> Option<&str> {
+    let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    let component = name.strip_suffix(".spin.internal")?;
+    (!component.is_empty() && !component.contains('.')).then_some(component)
 }
 
 type SendFuture =
@@ -98,18 +105,15 @@ impl WasiHttpHooks for OutboundHttp {
         let allowed = &self.component.allowed_hosts;
         match destination(request.uri()) {
             Destination::SelfApp => {
-                let scheme = request.uri().scheme_str().unwrap_or("http").to_string();
-                if !allowed.allows_self(&scheme) {
+                // Spin checks a self request against both schemes, whatever the URL says.
+                if !allowed.allows_self("http") && !allowed.allows_self("https") {
                     return self.deny("its own app (add `http://self`)");
                 }
                 let app = self.app.clone();
                 let client = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
                 Box::new(in_process(app.handle(request, client), options))
             }
-            Destination::Component(id) => {
-                let uri = request.uri();
-                let port = uri.port_u16().unwrap_or(80);
-                let scheme = uri.scheme_str().unwrap_or("http").to_string();
+            Destination::Component { id, scheme, port } => {
                 let host = format!("{id}.spin.internal");
                 if !allowed.allows(&scheme, &host, port) {
                     return self.deny(&format!("{scheme}://{host}"));
@@ -121,7 +125,7 @@ impl WasiHttpHooks for OutboundHttp {
                         ))))
                     });
                 }
-                let path = uri.path().to_string();
+                let path = request.uri().path().to_string();
                 let app = self.app.clone();
                 let route = Router::chained(&id, &path);
                 let call = async move {
@@ -166,9 +170,18 @@ mod tests {
 
     #[test]
     fn classifies_destinations() {
-        assert_eq!(dest("http://external-simulator.spin.internal/x"), Destination::Component("external-simulator".into()));
-        assert_eq!(dest("http://self/api"), Destination::SelfApp);
+        let chained = |id: &str, scheme: &str, port| Destination::Component { id: id.into(), scheme: scheme.into(), port };
+        assert_eq!(dest("http://external-simulator.spin.internal/x"), chained("external-simulator", "http", 80));
+        assert_eq!(dest("https://backend.spin.internal/x"), chained("backend", "https", 443));
+        assert_eq!(dest("http://backend.spin.internal:8080/"), chained("backend", "http", 8080));
+        assert_eq!(chaining_target("backend.spin.internal:3000"), Some("backend"));
+        assert_eq!(chaining_target("spin.internal"), None);
+        assert_eq!(dest("http://self.alt/api"), Destination::SelfApp);
         assert_eq!(dest("/api"), Destination::SelfApp);
+        assert_eq!(
+            dest("http://self/api"),
+            Destination::Network { scheme: "http".into(), host: "self".into(), port: 80 }
+        );
         assert_eq!(
             dest("https://a.b.spin.internal/"),
             Destination::Network { scheme: "https".into(), host: "a.b.spin.internal".into(), port: 443 }
