@@ -2,6 +2,9 @@
 //! (no TCP), with one place to set variables, reach Redis and key-value, and
 //! send requests.
 
+pub mod redis_server;
+pub mod api;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

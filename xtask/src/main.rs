@@ -14,7 +14,10 @@ const WASM_TARGET: &str = "wasm32-wasip2";
 const FIXTURES: &[&str] = &["probe"];
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    // `cargo run` sets this at run time too; prefer it, so a binary built in
+    // another checkout sharing the target directory still finds this one.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+    Path::new(&manifest_dir)
         .parent()
         .expect("xtask lives in the workspace")
         .to_path_buf()

@@ -1,0 +1,40 @@
+//! GET /api/circuit-breaker/status: the shared circuit breaker's state.
+
+use analytics_platform::core::api_error::ApiError;
+use analytics_platform::core::breaker::{Breaker, STATE_KEY};
+use analytics_platform::core::config as settings;
+use analytics_platform::core::time::format_timestamp;
+use analytics_platform::redis::Redis;
+use analytics_platform::{clock, config, respond};
+use serde_json::{json, Value};
+use spin_sdk::http::{Request, Response};
+use spin_sdk::http_component;
+
+const ALLOW: &[&str] = &["GET"];
+
+#[http_component]
+fn handle(request: Request) -> anyhow::Result<Response> {
+    Ok(match status(&request) {
+        Ok(body) => respond::json(200, &body),
+        Err(e) => respond::error(&e, ALLOW),
+    })
+}
+
+fn status(request: &Request) -> Result<Value, ApiError> {
+    respond::require_method(request.method(), ALLOW)?;
+    let policy = settings::breaker(config::lookup())?;
+    let raw = Redis::connect()
+        .and_then(|r| r.get(STATE_KEY))
+        .map_err(|e| ApiError::unavailable(format!("the circuit breaker's state lives in Redis, which is unavailable: {e}")))?;
+    let breaker = Breaker::decode(raw.as_deref());
+    let time = |ms: Option<i64>| ms.map_or(Value::Null, |t| Value::String(format_timestamp(t)));
+    Ok(json!({
+        "state": breaker.effective_state(&policy, clock::now_ms()).name(),
+        "failure_count": breaker.failure_count,
+        "success_count": breaker.success_count,
+        "failure_threshold": policy.failure_threshold,
+        "reset_timeout_seconds": policy.reset_timeout_ms as f64 / 1000.0,
+        "opened_at": time(breaker.opened_at_ms),
+        "next_attempt_at": time(breaker.next_attempt_ms(&policy)),
+    }))
+}

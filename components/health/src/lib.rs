@@ -1,0 +1,32 @@
+//! GET /health: whether Redis and the key-value store answer.
+
+use analytics_platform::kv::Kv;
+use analytics_platform::redis::Redis;
+use analytics_platform::respond;
+use serde_json::json;
+use spin_sdk::http::{Request, Response};
+use spin_sdk::http_component;
+
+const ALLOW: &[&str] = &["GET"];
+
+#[http_component]
+fn handle(request: Request) -> anyhow::Result<Response> {
+    if let Err(e) = respond::require_method(request.method(), ALLOW) {
+        return Ok(respond::error(&e, ALLOW));
+    }
+    let redis = Redis::connect().and_then(|r| r.ping());
+    let key_value = Kv::open_default().and_then(|kv| kv.get("health:probe").map(drop));
+    let state = |r: &Result<(), String>| if r.is_ok() { "healthy" } else { "unhealthy" };
+    for (part, result) in [("redis", &redis), ("key_value", &key_value)] {
+        if let Err(e) = result {
+            eprintln!("health: {part} is unhealthy: {e}");
+        }
+    }
+    let healthy = redis.is_ok() && key_value.is_ok();
+    let body = json!({
+        "status": if healthy { "healthy" } else { "degraded" },
+        "redis": state(&redis),
+        "key_value": state(&key_value),
+    });
+    Ok(respond::json(if healthy { 200 } else { 503 }, &body))
+}

@@ -1,0 +1,38 @@
+//! GET /: what this API is and which endpoints it has. Also the catch-all
+//! route, so an unknown path gets a JSON 404 instead of an empty one.
+
+use analytics_platform::core::api_error::ApiError;
+use analytics_platform::respond;
+use serde_json::json;
+use spin_sdk::http::{Request, Response};
+use spin_sdk::http_component;
+
+const ALLOW: &[&str] = &["GET"];
+
+#[http_component]
+fn handle(request: Request) -> anyhow::Result<Response> {
+    let path = request.path();
+    if path != "/" && !path.is_empty() {
+        return Ok(respond::error(&ApiError::not_found(path), ALLOW));
+    }
+    if let Err(e) = respond::require_method(request.method(), ALLOW) {
+        return Ok(respond::error(&e, ALLOW));
+    }
+    let endpoint = |method: &str, path: &str, description: &str| json!({"method": method, "path": path, "description": description});
+    Ok(respond::json(
+        200,
+        &json!({
+            "name": "Resilient Analytics API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "endpoints": [
+                endpoint("POST", "/api/metrics", "ingest a metric {timestamp, value, type, id?}"),
+                endpoint("GET", "/api/metrics/summary", "statistics for ?type= over ?period= (all|hourly|daily|weekly|monthly) or ?from=&to="),
+                endpoint("GET", "/api/metrics/list", "metrics newest first: ?type=&limit=&from=&to=&cursor="),
+                endpoint("GET", "/api/circuit-breaker/status", "state of the circuit breaker around the external service"),
+                endpoint("GET", "/api/simulator/config", "the external-service simulator's settings and call count"),
+                endpoint("PUT", "/api/simulator/config", "change the simulator's failure_rate and latency_ms"),
+                endpoint("GET", "/health", "health of Redis and the key-value store"),
+            ],
+        }),
+    ))
+}

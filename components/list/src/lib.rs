@@ -1,0 +1,43 @@
+//! GET /api/metrics/list: metrics newest first, a page at a time
+//! (`X-Next-Cursor` carries the next page's cursor).
+
+use analytics_platform::core::api_error::ApiError;
+use analytics_platform::core::listing::{list, ListRequest};
+use analytics_platform::core::query::Query;
+use analytics_platform::core::store::TYPES_KEY;
+use analytics_platform::kv::Kv;
+use analytics_platform::respond;
+use serde_json::Value;
+use spin_sdk::http::{Request, Response};
+use spin_sdk::http_component;
+
+const ALLOW: &[&str] = &["GET"];
+
+#[http_component]
+fn handle(request: Request) -> anyhow::Result<Response> {
+    Ok(match page(&request) {
+        Ok((body, next)) => {
+            let headers: Vec<(&str, String)> = next.map(|c| ("x-next-cursor", c)).into_iter().collect();
+            respond::json_with(200, &body, &headers)
+        }
+        Err(e) => respond::error(&e, ALLOW),
+    })
+}
+
+fn page(request: &Request) -> Result<(Value, Option<String>), ApiError> {
+    respond::require_method(request.method(), ALLOW)?;
+    let list_request = ListRequest::parse(&Query::parse(request.query())?)?;
+    let unavailable = |e: String| ApiError::unavailable(format!("key-value store: {e}"));
+    let mut kv = Kv::open_default().map_err(unavailable)?;
+    let types: Vec<String> = match &list_request.metric_type {
+        Some(_) => Vec::new(),
+        None => kv
+            .get(TYPES_KEY)
+            .map_err(unavailable)?
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default(),
+    };
+    let page = list(&mut kv, &list_request, &types).map_err(|e| unavailable(e.to_string()))?;
+    let body = Value::Array(page.metrics.iter().map(|m| m.to_json()).collect());
+    Ok((body, page.next.map(|c| c.encode())))
+}

@@ -1,0 +1,102 @@
+//! Context from the external service, through the shared circuit breaker.
+//! The summary answers either way: a failure becomes a fallback value.
+
+use std::time::Duration;
+
+use analytics_platform::core::api_error::ApiError;
+use analytics_platform::core::breaker::{Admission, Breaker, Policy, COMPARE_AND_SET_SCRIPT, STATE_KEY};
+use analytics_platform::core::config as settings;
+use analytics_platform::http_out::{self, CallError};
+use analytics_platform::redis::Redis;
+use analytics_platform::{clock, config};
+use serde_json::{json, Value};
+
+/// Retries of a compare-and-set that lost a race; each loss means another
+/// request made progress, so a handful is plenty.
+const CAS_ATTEMPTS: usize = 16;
+
+fn fallback(reason: &str) -> Value {
+    json!({"status": "fallback", "reason": reason})
+}
+
+/// `external_data` for a summary of `metric_type`.
+pub fn context(redis: Option<&Redis>, metric_type: &str) -> Result<Value, ApiError> {
+    let lookup = config::lookup();
+    let policy = settings::breaker(lookup)?;
+    let timeout = Duration::from_millis(settings::external_timeout_ms(lookup)?);
+    let base = settings::url(lookup, "external_service_url")?;
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{separator}type={metric_type}");
+
+    // Without Redis the breaker cannot be shared; the call's own timeout still bounds the cost.
+    let Some(redis) = redis else {
+        return Ok(outcome(call(&url, timeout)));
+    };
+    let admission = match admit(redis, &policy) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("circuit breaker state unavailable ({e}); calling without it");
+            return Ok(outcome(call(&url, timeout)));
+        }
+    };
+    if admission == Admission::Reject {
+        return Ok(fallback("circuit_open"));
+    }
+    let result = call(&url, timeout);
+    if let Err(e) = record(redis, &policy, admission, result.is_ok()) {
+        eprintln!("circuit breaker update failed: {e}");
+    }
+    Ok(outcome(result))
+}
+
+fn outcome(result: Result<Value, CallError>) -> Value {
+    match result {
+        Ok(context) => json!({"status": "success", "external_metric_context": context}),
+        Err(CallError::Timeout) => fallback("timeout"),
+        Err(CallError::Transport(e)) => {
+            eprintln!("external service call failed: {e}");
+            fallback("error")
+        }
+    }
+}
+
+/// A 2xx with a JSON body counts as success; anything else is a failure.
+fn call(url: &str, timeout: Duration) -> Result<Value, CallError> {
+    let reply = http_out::get(url, timeout)?;
+    if !(200..300).contains(&reply.status) {
+        return Err(CallError::Transport(format!("status {}", reply.status)));
+    }
+    serde_json::from_slice(&reply.body).map_err(|e| CallError::Transport(format!("body is not JSON: {e}")))
+}
+
+/// Reads the shared state and stores this request's transition, if any.
+fn admit(redis: &Redis, policy: &Policy) -> Result<Admission, String> {
+    for _ in 0..CAS_ATTEMPTS {
+        let raw = redis.get(STATE_KEY)?;
+        let (admission, next) = Breaker::decode(raw.as_deref()).admit(policy, clock::now_ms());
+        match next {
+            None => return Ok(admission),
+            Some(next) if swap(redis, raw.as_deref(), &next)? => return Ok(admission),
+            Some(_) => continue,
+        }
+    }
+    Err("circuit breaker state kept changing".into())
+}
+
+fn record(redis: &Redis, policy: &Policy, admission: Admission, success: bool) -> Result<(), String> {
+    for _ in 0..CAS_ATTEMPTS {
+        let raw = redis.get(STATE_KEY)?;
+        match Breaker::decode(raw.as_deref()).record(policy, admission, success, clock::now_ms()) {
+            None => return Ok(()),
+            Some(next) if swap(redis, raw.as_deref(), &next)? => return Ok(()),
+            Some(_) => continue,
+        }
+    }
+    Err("circuit breaker state kept changing".into())
+}
+
+fn swap(redis: &Redis, expected: Option<&[u8]>, next: &Breaker) -> Result<bool, String> {
+    let expected = expected.map(String::from_utf8_lossy).unwrap_or_default();
+    let reply = redis.eval_ints(COMPARE_AND_SET_SCRIPT, &[STATE_KEY], &[&expected, &next.encode()])?;
+    Ok(reply == [1])
+}

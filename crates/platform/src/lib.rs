@@ -1,0 +1,12 @@
+//! What every component shares to talk to the Spin platform. Components stay
+//! thin: parse the request, call `analytics-core`, and use these to read
+//! variables, touch the key-value store and Redis, call out, and respond.
+
+pub mod clock;
+pub mod config;
+pub mod http_out;
+pub mod kv;
+pub mod redis;
+pub mod respond;
+
+pub use analytics_core as core;

@@ -1,0 +1,35 @@
+//! The application contract, end to end through the project's host. Every
+//! test runs twice: on the embedded Redis and on a real `redis-server`.
+
+/// Declares `async fn name(backend: Backend)` tests as one test per backend.
+macro_rules! on_both_redis {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn embedded_redis() {
+                    super::$name(support::api::Backend::Embedded).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn real_redis() {
+                    super::$name(support::api::Backend::Real).await
+                }
+            }
+        )*
+    };
+}
+
+#[path = "api/ingest.rs"]
+mod ingest;
+#[path = "api/rate_limit.rs"]
+mod rate_limit;
+#[path = "api/summary.rs"]
+mod summary;
+#[path = "api/breaker.rs"]
+mod breaker;
+#[path = "api/list.rs"]
+mod list;
+#[path = "api/resilience.rs"]
+mod resilience;
+#[path = "api/routes.rs"]
+mod routes;

@@ -1,0 +1,163 @@
+//! The whole application (the root `spin.toml`) under test, on either the
+//! embedded Redis or a real `redis-server`, with a fresh SQLite store.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use serde_json::Value;
+use spin_host::RedisMode;
+
+use crate::redis_server::RedisServer;
+use crate::{root, TestApp, TestResponse};
+
+/// Which Redis the app talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Real,
+}
+
+/// A running API.
+pub struct Api {
+    pub app: TestApp,
+    pub backend: Backend,
+    variables: Vec<(String, String)>,
+    redis: Option<RedisServer>,
+}
+
+/// Settings that keep tests fast and independent of the defaults they do not test.
+const BASE_VARIABLES: &[(&str, &str)] = &[
+    ("rate_limit_requests", "100000"),
+    ("external_service_latency_ms", "0"),
+    ("external_service_failure_rate", "0"),
+];
+
+impl Api {
+    /// Starts the app with `variables` over a few test-friendly defaults.
+    pub async fn start(backend: Backend, variables: &[(&str, &str)]) -> Api {
+        let redis = match backend {
+            Backend::Embedded => None,
+            Backend::Real => Some(RedisServer::start()),
+        };
+        let mut all: Vec<(String, String)> = BASE_VARIABLES.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        if let Some(server) = &redis {
+            all.push(("redis_url".into(), server.url()));
+        }
+        for (k, v) in variables {
+            all.retain(|(name, _)| name != k);
+            all.push((k.to_string(), v.to_string()));
+        }
+        let app = Self::load(backend, &all, tempfile::tempdir().expect("temp dir")).await;
+        Api { app, backend, variables: all, redis }
+    }
+
+    async fn load(backend: Backend, variables: &[(String, String)], state_dir: tempfile::TempDir) -> TestApp {
+        let pairs: Vec<(&str, &str)> = variables.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mode = match backend {
+            Backend::Embedded => RedisMode::Embedded,
+            Backend::Real => RedisMode::External,
+        };
+        TestApp::start_in(&root().join("spin.toml"), &pairs, state_dir, mode).await
+    }
+
+    /// Stops the app and starts it again on the same store and Redis.
+    pub async fn restart(self) -> Api {
+        let Api { app, backend, variables, redis } = self;
+        let TestApp { app: old, state_dir } = app;
+        let embedded = old.redis().embedded().cloned();
+        drop(old);
+        let app = Self::load(backend, &variables, state_dir).await;
+        if let (Some(before), Some(after)) = (embedded, app.app.redis().embedded()) {
+            // An embedded Redis lives in the app's process; a restarted app starts with an empty one.
+            assert!(!std::sync::Arc::ptr_eq(&before, after));
+        }
+        Api { app, backend, variables, redis }
+    }
+
+    /// Makes Redis unreachable.
+    pub fn stop_redis(&mut self) {
+        match &mut self.redis {
+            Some(server) => server.stop(),
+            None => self.app.app.redis().embedded().expect("embedded Redis").set_available(false),
+        }
+    }
+
+    /// Brings Redis back (on the same port), keeping the app running.
+    pub fn start_redis(&mut self) {
+        match &mut self.redis {
+            Some(server) => server.restart(),
+            None => self.app.app.redis().embedded().expect("embedded Redis").set_available(true),
+        }
+    }
+
+    pub async fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> TestResponse {
+        self.request_from(method, path, headers, body, "10.1.1.1:40000").await
+    }
+
+    pub async fn request_from(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+        client: &str,
+    ) -> TestResponse {
+        let mut builder = http::Request::builder().method(method).uri(path).header("host", "localhost:3000");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder.body(body.into()).expect("valid request");
+        let client: SocketAddr = client.parse().expect("client address");
+        self.app.send_from(request, client).await
+    }
+
+    pub async fn get(&self, path: &str) -> TestResponse {
+        self.request("GET", path, &[], Bytes::new()).await
+    }
+
+    /// POST /api/metrics with a JSON body.
+    pub async fn post_metric(&self, body: &Value) -> TestResponse {
+        self.post_metric_from(body, "10.1.1.1:40000").await
+    }
+
+    pub async fn post_metric_from(&self, body: &Value, client: &str) -> TestResponse {
+        self.request_from("POST", "/api/metrics", &[("content-type", "application/json")], body.to_string(), client)
+            .await
+    }
+
+    /// GET a summary and return it with its `X-Cache` header.
+    pub async fn summary(&self, query: &str) -> (Value, String) {
+        let response = self.get(&format!("/api/metrics/summary?{query}")).await;
+        assert_eq!(response.status, 200, "summary failed: {}", response.text());
+        let cache = response.header("x-cache").unwrap_or_default().to_string();
+        (response.json(), cache)
+    }
+
+    /// Changes the simulator's settings.
+    pub async fn simulate(&self, failure_rate: f64, latency_ms: u64) {
+        let body = serde_json::json!({"failure_rate": failure_rate, "latency_ms": latency_ms});
+        let response = self
+            .request("PUT", "/api/simulator/config", &[("content-type", "application/json")], body.to_string())
+            .await;
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+
+    /// How many calls the simulator has served.
+    pub async fn simulator_calls(&self) -> i64 {
+        self.get("/api/simulator/config").await.json()["calls"].as_i64().expect("calls")
+    }
+}
+
+/// A metric body for type `t`, `seconds_ago` before now.
+pub fn metric(t: &str, value: f64, seconds_ago: i64) -> Value {
+    serde_json::json!({"type": t, "value": value, "timestamp": timestamp_seconds_ago(seconds_ago)})
+}
+
+/// RFC 3339 for now minus `seconds`.
+pub fn timestamp_seconds_ago(seconds: i64) -> String {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64;
+    analytics_core::time::format_timestamp(now_ms - seconds * 1000)
+}
