@@ -82,6 +82,11 @@ fn merge_into(bins: &mut Bins, other: &Bins) {
     }
 }
 
+/// Zero-based index of the nearest-rank quantile `q` among `n` sorted values.
+pub fn nearest_rank(q: f64, n: u64) -> u64 {
+    ((q * n as f64).ceil() as u64).clamp(1, n.max(1)) - 1
+}
+
 /// The sketch.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sketch {
@@ -116,13 +121,14 @@ impl Sketch {
         self.zero + self.positive.iter().chain(&self.negative).map(|(_, c)| c).sum::<u64>()
     }
 
-    /// The value at quantile `q` (0 ≤ q ≤ 1), by the lower rank `⌊q·(n−1)⌋`.
+    /// The value at quantile `q` (0 ≤ q ≤ 1) by the nearest-rank method: the
+    /// smallest value with at least `q·n` values at or below it.
     pub fn quantile(&self, q: f64) -> Option<f64> {
         let n = self.count();
         if n == 0 || !(0.0..=1.0).contains(&q) {
             return None;
         }
-        let rank = (q * (n - 1) as f64).floor() as u64;
+        let rank = nearest_rank(q, n);
         let mut seen = 0u64;
         // Most negative first: negative bins by descending magnitude.
         for &(index, count) in self.negative.iter().rev() {
@@ -156,7 +162,16 @@ mod tests {
 
     /// The exact value at the same rank the sketch uses.
     fn exact(sorted: &[f64], q: f64) -> f64 {
-        sorted[(q * (sorted.len() - 1) as f64).floor() as usize]
+        sorted[nearest_rank(q, sorted.len() as u64) as usize]
+    }
+
+    #[test]
+    fn nearest_rank_matches_its_definition() {
+        assert_eq!(nearest_rank(0.5, 2), 0);
+        assert_eq!(nearest_rank(0.95, 2), 1);
+        assert_eq!(nearest_rank(0.0, 10), 0);
+        assert_eq!(nearest_rank(1.0, 10), 9);
+        assert_eq!(nearest_rank(0.99, 100), 98);
     }
 
     fn assert_close(estimate: f64, truth: f64, what: &str) {
