@@ -422,3 +422,15 @@ async fn manifest_errors_name_the_file_and_the_key() {
         assert!(error.contains(key), "expected `{key}` in: {error}");
     }
 }
+
+#[tokio::test]
+async fn imports_the_host_cannot_provide_are_all_named() {
+    let options = spin_host::AppOptions::new(root().join("tests/fixtures/unsupported/spin.toml"));
+    let error = match spin_host::App::load(options).await {
+        Ok(_) => panic!("a component importing SQLite and LLM must be refused"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(error.contains("component `unsupported`"), "{error}");
+    assert!(error.contains("fermyon:spin/sqlite@2.0.0"), "{error}");
+    assert!(error.contains("fermyon:spin/llm@2.0.0"), "{error}");
+}

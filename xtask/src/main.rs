@@ -11,7 +11,7 @@ use std::process::{Command, ExitCode};
 const WASM_TARGET: &str = "wasm32-wasip2";
 
 /// Test-only components under `tests/fixtures/`, built along with `components/`.
-const FIXTURES: &[&str] = &["probe"];
+const FIXTURES: &[&str] = &["probe", "unsupported"];
 
 fn root() -> PathBuf {
     // `cargo run` sets this at run time too; prefer it, so a binary built in
