@@ -25,7 +25,8 @@ impl PartialOrd for Score {
 }
 impl Ord for Score {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.total_cmp(&other.0)
+        // Adding 0.0 turns -0 into 0: Redis compares them as equal.
+        (self.0 + 0.0).total_cmp(&(other.0 + 0.0))
     }
 }
 
@@ -36,8 +37,10 @@ struct SortedSet {
 }
 
 impl SortedSet {
-    /// Returns whether the member is new.
+    /// Returns whether the member is new. A score of -0 is kept as 0, as Redis's
+    /// compact encoding (every set of up to 128 members) keeps it.
     fn insert(&mut self, member: Vec<u8>, score: f64) -> bool {
+        let score = score + 0.0;
         let previous = self.scores.insert(member.clone(), score);
         if let Some(old) = previous {
             self.order.remove(&(Score(old), member.clone()));
@@ -114,38 +117,121 @@ impl Bound {
     }
 }
 
-fn parse_int(arg: &[u8]) -> Option<i64> {
+/// An integer as Redis reads one (`string2ll`): no leading `+`, spaces or zeros.
+pub(crate) fn parse_int(arg: &[u8]) -> Option<i64> {
     let text = std::str::from_utf8(arg).ok()?;
-    // Redis refuses leading '+', spaces and leading zeros ("01").
     if text.starts_with('+') || (text.len() > 1 && text.starts_with('0')) || text.starts_with("-0") {
         return None;
     }
     text.parse().ok()
 }
 
+/// A score as Redis reads one (`strtod` over the whole argument): NaN, and values
+/// too large for a double unless spelled `inf`, are refused.
 fn parse_float(arg: &[u8]) -> Option<f64> {
     let text = std::str::from_utf8(arg).ok()?;
-    match text.to_ascii_lowercase().as_str() {
-        "inf" | "+inf" => Some(f64::INFINITY),
-        "-inf" => Some(f64::NEG_INFINITY),
-        t if t.contains("nan") || t.contains("inf") => None,
-        t => t.parse().ok(),
-    }
+    let value: f64 = text.parse().ok()?;
+    let overflowed = value.is_infinite() && !text.to_ascii_lowercase().contains("inf");
+    (!value.is_nan() && !overflowed).then_some(value)
 }
 
-/// Formats a score the way Redis replies with it.
+/// Formats a double as Redis 7.0 replies with it (`%.17g`; `inf`/`-inf`).
+/// Redis 7.2 and later reply with the shortest round-trip form instead.
 pub(crate) fn format_score(score: f64) -> Vec<u8> {
-    if score == f64::INFINITY {
-        b"inf".to_vec()
-    } else if score == f64::NEG_INFINITY {
-        b"-inf".to_vec()
-    } else {
-        format!("{score}").into_bytes()
+    if score.is_nan() {
+        return b"nan".to_vec();
     }
+    if score.is_infinite() {
+        return if score > 0.0 { b"inf".to_vec() } else { b"-inf".to_vec() };
+    }
+    if score == 0.0 {
+        return if score.is_sign_negative() { b"-0".to_vec() } else { b"0".to_vec() };
+    }
+    // %g: 17 significant digits, exponent form below 1e-4 or from 1e17, trailing zeros dropped.
+    let scientific = format!("{score:.16e}");
+    let (mantissa, exponent) = scientific.split_once('e').expect("{:e} has an exponent");
+    let exponent: i32 = exponent.parse().expect("{:e} exponent is an integer");
+    let trim = |digits: &str| -> String {
+        if digits.contains('.') { digits.trim_end_matches('0').trim_end_matches('.').to_string() } else { digits.to_string() }
+    };
+    let text = if !(-4..17).contains(&exponent) {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", trim(mantissa), exponent.abs())
+    } else {
+        trim(&format!("{score:.*}", (16 - exponent) as usize))
+    };
+    text.into_bytes()
 }
 
 fn wrong_args(name: &str) -> Reply {
     Reply::error(format!("ERR wrong number of arguments for '{name}' command"))
+}
+
+fn invalid_expire(name: &str) -> Reply {
+    Reply::error(format!("ERR invalid expire time in '{name}' command"))
+}
+
+/// Redis's command table: name and arity (negative: at least that many, name included).
+const COMMANDS: &[(&str, i32)] = &[
+    ("ping", -1), ("echo", 2), ("time", 1), ("get", 2), ("mget", -2), ("set", -3),
+    ("del", -2), ("unlink", -2), ("exists", -2), ("type", 2),
+    ("incr", 2), ("decr", 2), ("incrby", 3), ("decrby", 3),
+    ("expire", -3), ("pexpire", -3), ("persist", 2), ("ttl", 2), ("pttl", 2),
+    ("zadd", -4), ("zrem", -3), ("zcard", 2), ("zscore", 3), ("zcount", 4), ("zrange", -4),
+    ("zrangebyscore", -4), ("zremrangebyscore", 4),
+    ("sadd", -3), ("srem", -3), ("smembers", 2), ("sismember", 3), ("scard", 2),
+    ("hset", -4), ("hget", 3), ("hdel", -3), ("hgetall", 2), ("hincrby", 4),
+    ("publish", 3), ("dbsize", 1), ("flushall", -1), ("flushdb", -1),
+    ("eval", -3), ("evalsha", -3), ("script", -2),
+];
+
+/// Why Redis refused a command before running it; scripts word these two differently.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Rejected {
+    Unknown,
+    Arity(&'static str),
+}
+
+/// Looks a command up and checks its argument count, as Redis does before running it.
+/// Returns its lowercase name.
+pub(crate) fn check_command(args: &[Vec<u8>]) -> Result<&'static str, Rejected> {
+    let name = args.first().map(|n| n.to_ascii_lowercase()).unwrap_or_default();
+    let &(name, arity) = COMMANDS.iter().find(|(n, _)| n.as_bytes() == name).ok_or(Rejected::Unknown)?;
+    let count = args.len() as i32;
+    let fits = if arity >= 0 { count == arity } else { count >= -arity };
+    if fits { Ok(name) } else { Err(Rejected::Arity(name)) }
+}
+
+/// Replaces CR and LF, which cannot appear in a one-line reply, as Redis does.
+pub(crate) fn one_line(text: &str) -> String {
+    text.replace(['\r', '\n'], " ")
+}
+
+impl Rejected {
+    /// The error a client sees: `ERR unknown command 'foo', with args beginning with: 'a' `.
+    pub(crate) fn reply(&self, args: &[Vec<u8>]) -> Reply {
+        match self {
+            Rejected::Arity(name) => wrong_args(name),
+            Rejected::Unknown => {
+                let name = args.first().map_or(&[][..], |n| &n[..n.len().min(128)]);
+                let mut listed = Vec::new();
+                for arg in args.iter().skip(1) {
+                    if listed.len() >= 128 {
+                        break;
+                    }
+                    let room = 128 - listed.len();
+                    listed.push(b'\'');
+                    listed.extend_from_slice(&arg[..arg.len().min(room)]);
+                    listed.extend_from_slice(b"' ");
+                }
+                Reply::error(one_line(&format!(
+                    "ERR unknown command '{}', with args beginning with: {}",
+                    String::from_utf8_lossy(name),
+                    String::from_utf8_lossy(&listed)
+                )))
+            }
+        }
+    }
 }
 
 /// The keyspace. Commands take the current time so expiry is testable without a clock.
@@ -167,7 +253,7 @@ impl Db {
     /// Drops expired keys now and then, so keys nobody reads again do not pile up.
     fn sweep(&mut self, now: i64) {
         self.commands += 1;
-        if self.commands % 1024 == 0 {
+        if self.commands.is_multiple_of(1024) {
             self.map.retain(|_, e| e.expires_at.is_none_or(|t| t > now));
         }
     }
@@ -235,18 +321,22 @@ impl Db {
 
     /// Runs one command (not `EVAL`, which needs the scripting engine).
     pub fn execute(&mut self, now: i64, args: &[Vec<u8>]) -> Reply {
-        let Some(name) = args.first() else {
-            return Reply::error("ERR empty command");
-        };
-        let name = String::from_utf8_lossy(name).to_ascii_lowercase();
+        match check_command(args) {
+            Ok(name) => self.run(name, now, args),
+            Err(rejected) => rejected.reply(args),
+        }
+    }
+
+    /// Runs a command that passed [`check_command`].
+    pub(crate) fn run(&mut self, name: &str, now: i64, args: &[Vec<u8>]) -> Reply {
         self.sweep(now);
-        match self.dispatch(&name, now, &args[1..]) {
+        match self.dispatch(name, now, &args[1..]) {
             Ok(reply) | Err(reply) => reply,
         }
     }
 
+    /// `a` are the arguments after the name, whose count [`COMMANDS`] has checked.
     fn dispatch(&mut self, name: &str, now: i64, a: &[Vec<u8>]) -> Result<Reply, Reply> {
-        let arity = |ok: bool| if ok { Ok(()) } else { Err(wrong_args(name)) };
         let int = |arg: &[u8]| parse_int(arg).ok_or_else(|| Reply::error(NOT_INTEGER));
         Ok(match name {
             "ping" => match a {
@@ -254,55 +344,36 @@ impl Db {
                 [msg] => Reply::bulk(msg.clone()),
                 _ => return Err(wrong_args(name)),
             },
-            "echo" => {
-                arity(a.len() == 1)?;
-                Reply::bulk(a[0].clone())
-            }
-            "time" => {
-                arity(a.is_empty())?;
-                Reply::Array(vec![
-                    Reply::bulk((now / 1000).to_string()),
-                    Reply::bulk(((now % 1000) * 1000).to_string()),
-                ])
-            }
-            "get" => {
-                arity(a.len() == 1)?;
-                match self.string(&a[0], now)? {
-                    Some(s) => Reply::bulk(s.clone()),
-                    None => Reply::Nil,
-                }
-            }
-            "mget" => {
-                arity(!a.is_empty())?;
-                Reply::Array(
-                    a.iter()
-                        .map(|k| match self.string(k, now) {
-                            Ok(Some(s)) => Reply::bulk(s.clone()),
-                            _ => Reply::Nil,
-                        })
-                        .collect(),
-                )
-            }
+            "echo" => Reply::bulk(a[0].clone()),
+            "time" => Reply::Array(vec![
+                Reply::bulk((now / 1000).to_string()),
+                Reply::bulk(((now % 1000) * 1000).to_string()),
+            ]),
+            "get" => match self.string(&a[0], now)? {
+                Some(s) => Reply::bulk(s.clone()),
+                None => Reply::Nil,
+            },
+            "mget" => Reply::Array(
+                a.iter()
+                    .map(|k| match self.string(k, now) {
+                        Ok(Some(s)) => Reply::bulk(s.clone()),
+                        _ => Reply::Nil,
+                    })
+                    .collect(),
+            ),
             "set" => self.cmd_set(now, a)?,
             "del" | "unlink" => {
-                arity(!a.is_empty())?;
                 let removed = a.iter().filter(|k| self.live(k, now).is_some() && self.map.remove(*k).is_some()).count();
                 Reply::Int(removed as i64)
             }
-            "exists" => {
-                arity(!a.is_empty())?;
-                Reply::Int(a.iter().filter(|k| self.live(k, now).is_some()).count() as i64)
-            }
-            "type" => {
-                arity(a.len() == 1)?;
-                Reply::Status(self.live(&a[0], now).map_or("none", |e| e.value.type_name()).into())
-            }
+            "exists" => Reply::Int(a.iter().filter(|k| self.live(k, now).is_some()).count() as i64),
+            "type" => Reply::Status(self.live(&a[0], now).map_or("none", |e| e.value.type_name()).into()),
             "incr" | "decr" | "incrby" | "decrby" => {
                 let delta = match name {
-                    "incr" => { arity(a.len() == 1)?; 1 }
-                    "decr" => { arity(a.len() == 1)?; -1 }
-                    "incrby" => { arity(a.len() == 2)?; int(&a[1])? }
-                    _ => { arity(a.len() == 2)?; int(&a[1])?.checked_neg().ok_or_else(|| Reply::error(NOT_INTEGER))? }
+                    "incr" => 1,
+                    "decr" => -1,
+                    "incrby" => int(&a[1])?,
+                    _ => int(&a[1])?.checked_neg().ok_or_else(|| Reply::error("ERR decrement would overflow"))?,
                 };
                 let current = match self.string(&a[0], now)? {
                     Some(s) => parse_int(s).ok_or_else(|| Reply::error(NOT_INTEGER))?,
@@ -319,46 +390,24 @@ impl Db {
                 }
                 Reply::Int(next)
             }
-            "expire" | "pexpire" => {
-                arity(a.len() == 2)?;
-                let amount = int(&a[1])?;
-                let ms = if name == "expire" { amount.saturating_mul(1000) } else { amount };
-                match self.live(&a[0], now) {
-                    None => Reply::Int(0),
-                    Some(_) if ms <= 0 => {
-                        self.map.remove(&a[0]);
-                        Reply::Int(1)
-                    }
-                    Some(entry) => {
-                        entry.expires_at = Some(now.saturating_add(ms));
-                        Reply::Int(1)
-                    }
+            "expire" | "pexpire" => self.cmd_expire(name, now, a)?,
+            "persist" => match self.live(&a[0], now) {
+                Some(entry) if entry.expires_at.is_some() => {
+                    entry.expires_at = None;
+                    Reply::Int(1)
                 }
-            }
-            "persist" => {
-                arity(a.len() == 1)?;
-                match self.live(&a[0], now) {
-                    Some(entry) if entry.expires_at.is_some() => {
-                        entry.expires_at = None;
-                        Reply::Int(1)
-                    }
-                    _ => Reply::Int(0),
+                _ => Reply::Int(0),
+            },
+            "ttl" | "pttl" => match self.live(&a[0], now) {
+                None => Reply::Int(-2),
+                Some(Entry { expires_at: None, .. }) => Reply::Int(-1),
+                Some(Entry { expires_at: Some(t), .. }) => {
+                    let ms = *t - now;
+                    Reply::Int(if name == "ttl" { (ms + 500) / 1000 } else { ms })
                 }
-            }
-            "ttl" | "pttl" => {
-                arity(a.len() == 1)?;
-                match self.live(&a[0], now) {
-                    None => Reply::Int(-2),
-                    Some(Entry { expires_at: None, .. }) => Reply::Int(-1),
-                    Some(Entry { expires_at: Some(t), .. }) => {
-                        let ms = *t - now;
-                        Reply::Int(if name == "ttl" { (ms + 500) / 1000 } else { ms })
-                    }
-                }
-            }
+            },
             "zadd" => self.cmd_zadd(now, a)?,
             "zrem" => {
-                arity(a.len() >= 2)?;
                 let removed = match self.zset(&a[0], now, false)? {
                     Some(z) => a[1..].iter().filter(|m| z.remove(m)).count(),
                     None => 0,
@@ -366,26 +415,18 @@ impl Db {
                 self.drop_if_empty(&a[0]);
                 Reply::Int(removed as i64)
             }
-            "zcard" => {
-                arity(a.len() == 1)?;
-                Reply::Int(self.zset(&a[0], now, false)?.map_or(0, |z| z.scores.len()) as i64)
-            }
-            "zscore" => {
-                arity(a.len() == 2)?;
-                match self.zset(&a[0], now, false)?.and_then(|z| z.scores.get(&a[1]).copied()) {
-                    Some(score) => Reply::Bulk(format_score(score)),
-                    None => Reply::Nil,
-                }
-            }
+            "zcard" => Reply::Int(self.zset(&a[0], now, false)?.map_or(0, |z| z.scores.len()) as i64),
+            "zscore" => match self.zset(&a[0], now, false)?.and_then(|z| z.scores.get(&a[1]).copied()) {
+                Some(score) => Reply::Bulk(format_score(score)),
+                None => Reply::Nil,
+            },
             "zcount" => {
-                arity(a.len() == 3)?;
                 let (min, max) = bounds(&a[1], &a[2])?;
                 Reply::Int(self.zset(&a[0], now, false)?.map_or(0, |z| z.in_range(&min, &max).count()) as i64)
             }
             "zrange" => self.cmd_zrange(now, a)?,
             "zrangebyscore" => self.cmd_zrangebyscore(now, a)?,
             "zremrangebyscore" => {
-                arity(a.len() == 3)?;
                 let (min, max) = bounds(&a[1], &a[2])?;
                 let removed = match self.zset(&a[0], now, false)? {
                     Some(z) => {
@@ -398,12 +439,10 @@ impl Db {
                 Reply::Int(removed as i64)
             }
             "sadd" => {
-                arity(a.len() >= 2)?;
                 let set = self.set(&a[0], now, true)?.expect("created");
                 Reply::Int(a[1..].iter().filter(|m| set.insert((*m).clone())).count() as i64)
             }
             "srem" => {
-                arity(a.len() >= 2)?;
                 let removed = match self.set(&a[0], now, false)? {
                     Some(set) => a[1..].iter().filter(|m| set.remove(*m)).count(),
                     None => 0,
@@ -412,34 +451,25 @@ impl Db {
                 Reply::Int(removed as i64)
             }
             "smembers" => {
-                arity(a.len() == 1)?;
                 let mut members: Vec<Vec<u8>> = self.set(&a[0], now, false)?.map(|s| s.iter().cloned().collect()).unwrap_or_default();
                 members.sort();
                 Reply::Array(members.into_iter().map(Reply::Bulk).collect())
             }
-            "sismember" => {
-                arity(a.len() == 2)?;
-                Reply::bool(self.set(&a[0], now, false)?.is_some_and(|s| s.contains(&a[1])))
-            }
-            "scard" => {
-                arity(a.len() == 1)?;
-                Reply::Int(self.set(&a[0], now, false)?.map_or(0, |s| s.len()) as i64)
-            }
+            "sismember" => Reply::bool(self.set(&a[0], now, false)?.is_some_and(|s| s.contains(&a[1]))),
+            "scard" => Reply::Int(self.set(&a[0], now, false)?.map_or(0, |s| s.len()) as i64),
             "hset" => {
-                arity(a.len() >= 3 && a.len() % 2 == 1)?;
+                if a.len().is_multiple_of(2) {
+                    return Err(wrong_args(name));
+                }
                 let hash = self.hash(&a[0], now, true)?.expect("created");
                 let added = a[1..].chunks(2).filter(|kv| hash.insert(kv[0].clone(), kv[1].clone()).is_none()).count();
                 Reply::Int(added as i64)
             }
-            "hget" => {
-                arity(a.len() == 2)?;
-                match self.hash(&a[0], now, false)?.and_then(|h| h.get(&a[1]).cloned()) {
-                    Some(v) => Reply::Bulk(v),
-                    None => Reply::Nil,
-                }
-            }
+            "hget" => match self.hash(&a[0], now, false)?.and_then(|h| h.get(&a[1]).cloned()) {
+                Some(v) => Reply::Bulk(v),
+                None => Reply::Nil,
+            },
             "hdel" => {
-                arity(a.len() >= 2)?;
                 let removed = match self.hash(&a[0], now, false)? {
                     Some(h) => a[1..].iter().filter(|f| h.remove(*f).is_some()).count(),
                     None => 0,
@@ -448,14 +478,12 @@ impl Db {
                 Reply::Int(removed as i64)
             }
             "hgetall" => {
-                arity(a.len() == 1)?;
                 let mut pairs: Vec<(Vec<u8>, Vec<u8>)> =
                     self.hash(&a[0], now, false)?.map(|h| h.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default();
                 pairs.sort();
                 Reply::Array(pairs.into_iter().flat_map(|(k, v)| [Reply::Bulk(k), Reply::Bulk(v)]).collect())
             }
             "hincrby" => {
-                arity(a.len() == 3)?;
                 let delta = int(&a[2])?;
                 let hash = self.hash(&a[0], now, true)?.expect("created");
                 let current = match hash.get(&a[1]) {
@@ -468,56 +496,67 @@ impl Db {
                 hash.insert(a[1].clone(), next.to_string().into_bytes());
                 Reply::Int(next)
             }
-            "publish" => {
-                arity(a.len() == 2)?;
-                Reply::Int(0)
-            }
+            "publish" => Reply::Int(0),
             "dbsize" => {
-                arity(a.is_empty())?;
                 self.map.retain(|_, e| e.expires_at.is_none_or(|t| t > now));
                 Reply::Int(self.map.len() as i64)
             }
-            "flushall" | "flushdb" => {
-                self.map.clear();
-                Reply::ok()
-            }
-            _ => Reply::error(format!("ERR unknown command '{name}', with args beginning with: ")),
+            "flushall" | "flushdb" => match a {
+                [] => {
+                    self.map.clear();
+                    Reply::ok()
+                }
+                [mode] if mode.eq_ignore_ascii_case(b"sync") || mode.eq_ignore_ascii_case(b"async") => {
+                    self.map.clear();
+                    Reply::ok()
+                }
+                _ => return Err(Reply::error(SYNTAX)),
+            },
+            _ => return Err(Rejected::Unknown.reply(&[name.as_bytes().to_vec()])),
         })
     }
 
     fn cmd_set(&mut self, now: i64, a: &[Vec<u8>]) -> Result<Reply, Reply> {
-        if a.len() < 2 {
-            return Err(wrong_args("set"));
-        }
-        let (mut expires_at, mut nx, mut xx, mut keep_ttl, mut get) = (None, false, false, false, false);
+        // Options are read first (an option that contradicts an earlier one is a syntax
+        // error), then the expire time, then the key.
+        let (mut expire, mut nx, mut xx, mut keep_ttl, mut get) = (None::<(String, &[u8])>, false, false, false, false);
         let mut i = 2;
         while i < a.len() {
             let option = String::from_utf8_lossy(&a[i]).to_ascii_uppercase();
+            let next = a.get(i + 1);
             match option.as_str() {
-                "NX" => nx = true,
-                "XX" => xx = true,
-                "KEEPTTL" => keep_ttl = true,
+                "NX" if !xx => nx = true,
+                "XX" if !nx => xx = true,
                 "GET" => get = true,
-                "EX" | "PX" | "EXAT" | "PXAT" => {
-                    let amount = a.get(i + 1).and_then(|v| parse_int(v)).ok_or_else(|| Reply::error(NOT_INTEGER))?;
-                    if amount <= 0 {
-                        return Err(Reply::error("ERR invalid expire time in 'set' command"));
-                    }
-                    expires_at = Some(match option.as_str() {
-                        "EX" => now.saturating_add(amount.saturating_mul(1000)),
-                        "PX" => now.saturating_add(amount),
-                        "EXAT" => amount.saturating_mul(1000),
-                        _ => amount,
-                    });
+                "KEEPTTL" if expire.is_none() => keep_ttl = true,
+                "EX" | "PX" | "EXAT" | "PXAT"
+                    if !keep_ttl && next.is_some() && expire.as_ref().is_none_or(|(unit, _)| *unit == option) =>
+                {
+                    expire = Some((option, next.expect("checked")));
                     i += 1;
                 }
                 _ => return Err(Reply::error(SYNTAX)),
             }
             i += 1;
         }
-        if (nx && xx) || (keep_ttl && expires_at.is_some()) {
-            return Err(Reply::error(SYNTAX));
-        }
+        let expires_at = match expire {
+            None => None,
+            Some((unit, amount)) => {
+                let amount = parse_int(amount).ok_or_else(|| Reply::error(NOT_INTEGER))?;
+                let ms = match unit.as_str() {
+                    "EX" | "EXAT" => amount.checked_mul(1000),
+                    _ => Some(amount),
+                };
+                let at = match unit.as_str() {
+                    "EX" | "PX" => ms.and_then(|ms| ms.checked_add(now)),
+                    _ => ms,
+                };
+                match at {
+                    Some(at) if amount > 0 && at > 0 => Some(at),
+                    _ => return Err(invalid_expire("set")),
+                }
+            }
+        };
         let previous = match self.live(&a[0], now) {
             None => None,
             Some(Entry { value: Value::Str(s), expires_at }) => Some((s.clone(), *expires_at)),
@@ -538,52 +577,115 @@ impl Db {
         Ok(reply)
     }
 
-    fn cmd_zadd(&mut self, now: i64, a: &[Vec<u8>]) -> Result<Reply, Reply> {
-        if a.len() < 3 {
-            return Err(wrong_args("zadd"));
+    /// `EXPIRE key seconds [NX|XX|GT|LT]`; a time in the past deletes the key.
+    fn cmd_expire(&mut self, name: &str, now: i64, a: &[Vec<u8>]) -> Result<Reply, Reply> {
+        let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+        for option in &a[2..] {
+            match String::from_utf8_lossy(option).to_ascii_uppercase().as_str() {
+                "NX" => nx = true,
+                "XX" => xx = true,
+                "GT" => gt = true,
+                "LT" => lt = true,
+                _ => return Err(Reply::error(format!("ERR Unsupported option {}", String::from_utf8_lossy(option)))),
+            }
         }
-        let (mut nx, mut xx, mut ch) = (false, false, false);
+        if nx && (xx || gt || lt) {
+            return Err(Reply::error("ERR NX and XX, GT or LT options at the same time are not compatible"));
+        }
+        if gt && lt {
+            return Err(Reply::error("ERR GT and LT options at the same time are not compatible"));
+        }
+        let amount = parse_int(&a[1]).ok_or_else(|| Reply::error(NOT_INTEGER))?;
+        let ms = if name == "expire" { amount.checked_mul(1000) } else { Some(amount) };
+        let when = ms.and_then(|ms| ms.checked_add(now)).ok_or_else(|| invalid_expire(name))?;
+        let Some(entry) = self.live(&a[0], now) else {
+            return Ok(Reply::Int(0));
+        };
+        // A key without a TTL counts as expiring never: GT always fails, LT always passes.
+        let refused = match entry.expires_at {
+            None => xx || gt,
+            Some(current) => nx || (gt && when <= current) || (lt && when >= current),
+        };
+        if refused {
+            return Ok(Reply::Int(0));
+        }
+        if when <= now {
+            self.map.remove(&a[0]);
+        } else {
+            entry.expires_at = Some(when);
+        }
+        Ok(Reply::Int(1))
+    }
+
+    /// `ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member ...`
+    fn cmd_zadd(&mut self, now: i64, a: &[Vec<u8>]) -> Result<Reply, Reply> {
+        let (mut nx, mut xx, mut gt, mut lt, mut ch, mut incr) = (false, false, false, false, false, false);
         let mut i = 1;
         while i < a.len() {
             match String::from_utf8_lossy(&a[i]).to_ascii_uppercase().as_str() {
                 "NX" => nx = true,
                 "XX" => xx = true,
+                "GT" => gt = true,
+                "LT" => lt = true,
                 "CH" => ch = true,
+                "INCR" => incr = true,
                 _ => break,
             }
             i += 1;
         }
         let pairs = &a[i..];
-        if pairs.is_empty() || pairs.len() % 2 != 0 {
+        if pairs.is_empty() || !pairs.len().is_multiple_of(2) {
             return Err(Reply::error(SYNTAX));
+        }
+        if incr && pairs.len() > 2 {
+            return Err(Reply::error("ERR INCR option supports a single increment-element pair"));
         }
         if nx && xx {
             return Err(Reply::error("ERR XX and NX options at the same time are not compatible"));
+        }
+        if (nx && (gt || lt)) || (gt && lt) {
+            return Err(Reply::error("ERR GT, LT, and/or NX options at the same time are not compatible"));
         }
         let scored: Vec<(f64, Vec<u8>)> = pairs
             .chunks(2)
             .map(|p| parse_float(&p[0]).map(|s| (s, p[1].clone())).ok_or_else(|| Reply::error(NOT_FLOAT)))
             .collect::<Result<_, _>>()?;
-        let zset = self.zset(&a[0], now, true)?.expect("created");
-        let mut counted = 0;
-        for (score, member) in scored {
-            let old = zset.scores.get(&member).copied();
-            if (nx && old.is_some()) || (xx && old.is_none()) {
-                continue;
-            }
-            zset.insert(member, score);
-            if old.is_none() || (ch && old != Some(score)) {
-                counted += 1;
+        let (mut added, mut updated, mut last) = (0, 0, None);
+        if let Some(zset) = self.zset(&a[0], now, !xx)? {
+            for (score, member) in scored {
+                let new = match zset.scores.get(&member).copied() {
+                    None if xx => continue,
+                    None => {
+                        added += 1;
+                        score
+                    }
+                    Some(_) if nx => continue,
+                    Some(old) => {
+                        let new = if incr { old + score } else { score };
+                        if new.is_nan() {
+                            return Err(Reply::error("ERR resulting score is not a number (NaN)"));
+                        }
+                        if (gt && new <= old) || (lt && new >= old) {
+                            continue;
+                        }
+                        if new != old {
+                            updated += 1;
+                        }
+                        new
+                    }
+                };
+                zset.insert(member, new);
+                last = Some(new);
             }
         }
-        self.drop_if_empty(&a[0]);
-        Ok(Reply::Int(counted))
+        Ok(match (incr, last) {
+            (true, Some(score)) => Reply::Bulk(format_score(score)),
+            (true, None) => Reply::Nil,
+            (false, _) => Reply::Int(if ch { added + updated } else { added }),
+        })
     }
 
     fn cmd_zrange(&mut self, now: i64, a: &[Vec<u8>]) -> Result<Reply, Reply> {
-        if a.len() < 3 {
-            return Err(wrong_args("zrange"));
-        }
         let with_scores = match &a[3..] {
             [] => false,
             [opt] if opt.eq_ignore_ascii_case(b"withscores") => true,
@@ -605,33 +707,30 @@ impl Db {
     }
 
     fn cmd_zrangebyscore(&mut self, now: i64, a: &[Vec<u8>]) -> Result<Reply, Reply> {
-        if a.len() < 3 {
-            return Err(wrong_args("zrangebyscore"));
-        }
-        let (min, max) = bounds(&a[1], &a[2])?;
-        let (mut with_scores, mut offset, mut count) = (false, 0usize, usize::MAX);
+        // Redis reads the options before the bounds, so a bad LIMIT is reported first.
+        let (mut with_scores, mut offset, mut count) = (false, 0i64, -1i64);
         let mut i = 3;
         while i < a.len() {
             if a[i].eq_ignore_ascii_case(b"withscores") {
                 with_scores = true;
                 i += 1;
             } else if a[i].eq_ignore_ascii_case(b"limit") && i + 2 < a.len() {
-                let o = parse_int(&a[i + 1]).ok_or_else(|| Reply::error(NOT_INTEGER))?;
-                let c = parse_int(&a[i + 2]).ok_or_else(|| Reply::error(NOT_INTEGER))?;
-                if o < 0 {
-                    return Ok(Reply::Array(Vec::new()));
-                }
-                offset = o as usize;
-                count = if c < 0 { usize::MAX } else { c as usize };
+                offset = parse_int(&a[i + 1]).ok_or_else(|| Reply::error(NOT_INTEGER))?;
+                count = parse_int(&a[i + 2]).ok_or_else(|| Reply::error(NOT_INTEGER))?;
                 i += 3;
             } else {
                 return Err(Reply::error(SYNTAX));
             }
         }
+        let (min, max) = bounds(&a[1], &a[2])?;
         let Some(zset) = self.zset(&a[0], now, false)? else {
             return Ok(Reply::Array(Vec::new()));
         };
-        let items = zset.in_range(&min, &max).skip(offset).take(count);
+        if offset < 0 {
+            return Ok(Reply::Array(Vec::new()));
+        }
+        let count = usize::try_from(count).unwrap_or(usize::MAX);
+        let items = zset.in_range(&min, &max).skip(offset as usize).take(count);
         Ok(Reply::Array(range_reply(items, with_scores)))
     }
 }
@@ -707,10 +806,10 @@ impl EmbeddedRedis {
         }
         let mut inner = self.inner.lock().map_err(|_| "embedded Redis lock poisoned".to_string())?;
         let Inner { db, scripting } = &mut *inner;
-        let name = args.first().map(|n| n.to_ascii_lowercase()).unwrap_or_default();
-        Ok(match name.as_slice() {
-            b"eval" | b"evalsha" | b"script" => scripting.execute(db, now, args),
-            _ => db.execute(now, args),
+        Ok(match check_command(args) {
+            Err(rejected) => rejected.reply(args),
+            Ok(name @ ("eval" | "evalsha" | "script")) => scripting.execute(db, now, name, args),
+            Ok(name) => db.run(name, now, args),
         })
     }
 }
@@ -776,6 +875,118 @@ mod tests {
         assert_eq!(run(&mut db, 0, "SET k 3 XX GET"), Reply::bulk("1"));
         assert_eq!(run(&mut db, 0, "SET k 4 EX 0"), Reply::error("ERR invalid expire time in 'set' command"));
         assert_eq!(run(&mut db, 0, "SET k 4 BOGUS"), Reply::error(SYNTAX));
+    }
+
+    #[test]
+    fn unknown_commands_and_wrong_arity_are_refused_like_redis() {
+        let mut db = Db::default();
+        assert_eq!(
+            run(&mut db, 0, "FooBar a b"),
+            Reply::error("ERR unknown command 'FooBar', with args beginning with: 'a' 'b' ")
+        );
+        let long = format!("NOPE {} b", "x".repeat(200));
+        let expected = format!("ERR unknown command 'NOPE', with args beginning with: '{}' ", "x".repeat(128));
+        assert_eq!(run(&mut db, 0, &long), Reply::error(expected));
+        assert_eq!(run(&mut db, 0, "GET"), wrong_args("get"));
+        assert_eq!(run(&mut db, 0, "ZADD z 1"), wrong_args("zadd"));
+        assert_eq!(check_command(&[b"EVAL".to_vec()]), Err(Rejected::Arity("eval")));
+        assert_eq!(check_command(&[b"nope".to_vec()]), Err(Rejected::Unknown));
+    }
+
+    #[test]
+    fn set_reads_all_options_before_the_expire_time() {
+        let mut db = Db::default();
+        assert_eq!(run(&mut db, 0, "SET k v EX"), Reply::error(SYNTAX));
+        assert_eq!(run(&mut db, 0, "SET k v EX 10 PX 10"), Reply::error(SYNTAX));
+        assert_eq!(run(&mut db, 0, "SET k v EX abc BOGUS"), Reply::error(SYNTAX));
+        assert_eq!(run(&mut db, 0, "SET k v EX abc"), Reply::error(NOT_INTEGER));
+        assert_eq!(run(&mut db, 0, "SET k v EX 9223372036854775807"), invalid_expire("set"));
+        assert_eq!(run(&mut db, 1, "SET k v PX 9223372036854775807"), invalid_expire("set"));
+        assert_eq!(run(&mut db, 0, "SET k v EX 10 EX 20"), Reply::ok());
+        assert_eq!(run(&mut db, 0, "PTTL k"), Reply::Int(20_000));
+    }
+
+    #[test]
+    fn decrby_of_the_smallest_integer_overflows() {
+        let mut db = Db::default();
+        assert_eq!(run(&mut db, 0, "DECRBY n -9223372036854775808"), Reply::error("ERR decrement would overflow"));
+    }
+
+    #[test]
+    fn expire_options_and_overflow() {
+        let mut db = Db::default();
+        run(&mut db, 0, "SET k v");
+        assert_eq!(run(&mut db, 0, "EXPIRE k 100 GT"), Reply::Int(0), "no TTL counts as forever");
+        assert_eq!(run(&mut db, 0, "EXPIRE k 100 XX"), Reply::Int(0));
+        assert_eq!(run(&mut db, 0, "EXPIRE k 100 NX"), Reply::Int(1));
+        assert_eq!(run(&mut db, 0, "EXPIRE k 50 NX"), Reply::Int(0));
+        assert_eq!(run(&mut db, 0, "EXPIRE k 50 GT"), Reply::Int(0));
+        assert_eq!(run(&mut db, 0, "EXPIRE k 50 LT"), Reply::Int(1));
+        assert_eq!(run(&mut db, 0, "TTL k"), Reply::Int(50));
+        assert_eq!(run(&mut db, 0, "EXPIRE k 1 bogus"), Reply::error("ERR Unsupported option bogus"));
+        assert!(matches!(run(&mut db, 0, "EXPIRE k 1 NX LT"), Reply::Error(e) if e.starts_with("ERR NX and XX")));
+        assert_eq!(run(&mut db, 0, "EXPIRE nokey 9223372036854775807"), invalid_expire("expire"));
+        assert_eq!(run(&mut db, 5, "PEXPIRE k 9223372036854775807"), invalid_expire("pexpire"));
+        assert_eq!(run(&mut db, 0, "PEXPIRE k -9223372036854775808"), Reply::Int(1));
+        assert_eq!(run(&mut db, 0, "EXISTS k"), Reply::Int(0));
+    }
+
+    #[test]
+    fn zadd_gt_lt_and_incr() {
+        let mut db = Db::default();
+        run(&mut db, 0, "ZADD z 5 a");
+        assert_eq!(run(&mut db, 0, "ZADD z GT CH 1 a 2 b"), Reply::Int(1), "b is added, a is not lowered");
+        assert_eq!(run(&mut db, 0, "ZADD z LT CH 1 a"), Reply::Int(1));
+        assert_eq!(run(&mut db, 0, "ZADD z INCR 1.5 a"), Reply::bulk("2.5"));
+        assert_eq!(run(&mut db, 0, "ZADD z INCR NX 1 a"), Reply::Nil);
+        assert_eq!(run(&mut db, 0, "ZADD z INCR 1 a 1 b"), Reply::error("ERR INCR option supports a single increment-element pair"));
+        assert!(matches!(run(&mut db, 0, "ZADD z GT LT 1 a"), Reply::Error(e) if e.starts_with("ERR GT, LT")));
+        run(&mut db, 0, "ZADD z inf a");
+        assert_eq!(run(&mut db, 0, "ZADD z INCR -inf a"), Reply::error("ERR resulting score is not a number (NaN)"));
+        assert_eq!(run(&mut db, 0, "ZADD none XX 1 a"), Reply::Int(0));
+        assert_eq!(run(&mut db, 0, "EXISTS none"), Reply::Int(0));
+    }
+
+    #[test]
+    fn scores_parse_and_print_like_redis_7_0() {
+        assert_eq!(parse_float(b"-Infinity"), Some(f64::NEG_INFINITY));
+        assert_eq!(parse_float(b"1e500"), None, "overflow is refused");
+        assert_eq!(parse_float(b"nan"), None);
+        assert_eq!(parse_float(b" 1"), None);
+        for (score, text) in [
+            (0.1, "0.10000000000000001"),
+            (1e-7, "9.9999999999999995e-08"),
+            (1e16, "10000000000000000"),
+            (2e17, "2e+17"),
+            (123456789.123, "123456789.123"),
+            (-2.5, "-2.5"),
+            (1700000000000.0, "1700000000000"),
+            (-0.0, "-0"),
+            (f64::INFINITY, "inf"),
+        ] {
+            assert_eq!(String::from_utf8(format_score(score)).unwrap(), text);
+        }
+        let mut db = Db::default();
+        run(&mut db, 0, "ZADD z 0 b -0 a");
+        assert_eq!(
+            run(&mut db, 0, "ZRANGE z 0 -1 WITHSCORES"),
+            Reply::Array(vec![Reply::bulk("a"), Reply::bulk("0"), Reply::bulk("b"), Reply::bulk("0")]),
+            "-0 is stored as 0 and ties with it"
+        );
+    }
+
+    #[test]
+    fn zrangebyscore_reads_limit_before_the_bounds() {
+        let mut db = Db::default();
+        assert_eq!(run(&mut db, 0, "ZRANGEBYSCORE z a b LIMIT x y"), Reply::error(NOT_INTEGER));
+        assert_eq!(run(&mut db, 0, "ZRANGEBYSCORE z a b"), Reply::error("ERR min or max is not a float"));
+    }
+
+    #[test]
+    fn flushall_takes_only_sync_or_async() {
+        let mut db = Db::default();
+        assert_eq!(run(&mut db, 0, "FLUSHALL ASYNC"), Reply::ok());
+        assert_eq!(run(&mut db, 0, "FLUSHALL x"), Reply::error(SYNTAX));
     }
 
     #[test]
