@@ -53,11 +53,11 @@ fn summarize(request: &Request) -> Result<(Cache, Value), ApiError> {
     let mut kv = Kv::open_default().map_err(|e| ApiError::unavailable(format!("key-value store: {e}")))?;
     // Every ingest bumps the type's version before it answers, so a cached
     // answer computed at an older version is never served.
+    // Read through `increment(.., 0)`: the stored encoding differs by backend
+    // (8 bytes on SQLite, decimal text on Redis), the returned number does not.
     let version = kv
-        .get(&version_key(&summary.metric_type))
-        .map_err(|e| ApiError::unavailable(format!("key-value store: {e}")))?
-        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-        .map_or(0, i64::from_le_bytes);
+        .increment(&version_key(&summary.metric_type), 0)
+        .map_err(|e| ApiError::unavailable(format!("key-value store: {e}")))?;
 
     let redis = Redis::connect().map_err(|e| eprintln!("summary cache unavailable: {e}")).ok();
     let cache_key = summary.cache_key();
