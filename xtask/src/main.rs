@@ -4,6 +4,7 @@
 //! - `up [ARGS]`: build the components and the host, then serve `spin.toml`.
 //! - `test [ARGS]`: build the components, then run every test.
 //! - `build`: build the components and test fixtures (`wasm32-wasip2`, release).
+//! - `bench [--quick]`: build everything in release mode, then run `bench/` (results in `bench/results/`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -98,13 +99,26 @@ fn test(args: &[String]) -> Result<(), String> {
     run(command)
 }
 
+fn bench(args: &[String]) -> Result<(), String> {
+    build_components()?;
+    // One build of both, so the benchmark runs the host built with it.
+    let mut command = cargo();
+    command.args(["build", "--release", "-p", "spin-host", "-p", "bench"]);
+    run(command)?;
+    let mut command = cargo();
+    command.args(["run", "--release", "--quiet", "-p", "bench", "--"]);
+    command.args(args);
+    run(command)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("up") => up(&args[1..]),
         Some("test") => test(&args[1..]),
         Some("build") => build_components(),
-        _ => Err("usage: cargo xtask <up|test|build> [ARGS]".to_string()),
+        Some("bench") => bench(&args[1..]),
+        _ => Err("usage: cargo xtask <up|test|build|bench> [ARGS]".to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,549 @@
+//! `bench`: the API end to end through `spin-host`, scenario by scenario,
+//! against the embedded Redis and a real `redis-server`. Run it as
+//! `cargo xtask bench [--quick]`, which builds everything in release mode first.
+//!
+//! For each Redis kind:
+//! 1. the floor: the trivial hello component (`tests/fixtures/hello`);
+//! 2. with the cache on: ingest, the summary served from the cache, the
+//!    first page of the list;
+//! 3. with the cache off: the summary over the small and the large seeded
+//!    type, then with the circuit breaker open.
+//!
+//! Each host gets its own temporary state directory holding a copy of the
+//! seeded key-value file, and (for the real Redis) its own empty server.
+
+mod host;
+mod load;
+mod report;
+mod seed;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, ensure, Context};
+use clap::{Parser, ValueEnum};
+
+use host::{Host, HostConfig, RedisKind, RedisServer};
+use load::{Body, Expect, Plan};
+use report::{Row, Run, Scenario};
+use seed::Seed;
+
+/// Concurrent keep-alive connections, in every scenario.
+const CONNECTIONS: usize = 32;
+/// Stored metrics of the small type (the cached summary, the uncached baseline).
+const SMALL: u64 = 1_000;
+/// Types the ingest scenario spreads its metrics over (one per connection, round robin).
+const INGEST_TYPES: usize = 8;
+/// Upper bound on requests per second of scenario, so a run is bounded in count too.
+const MAX_REQUESTS_PER_SECOND: u64 = 200_000;
+/// How often the host's memory is sampled.
+const RSS_SAMPLE_EVERY: Duration = Duration::from_millis(50);
+/// Breaker open time for the breaker scenario: longer than any run.
+const BREAKER_RESET_SECONDS: &str = "3600";
+
+#[derive(Parser)]
+#[command(name = "bench", about = "Throughput, latency and memory of the API through spin-host (use `cargo xtask bench`)")]
+struct Cli {
+    /// 3 s per scenario instead of 10.
+    #[arg(long)]
+    quick: bool,
+    /// Seconds per scenario (overrides --quick).
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Which Redis the app scenarios run against.
+    #[arg(long, value_enum, default_value = "both")]
+    redis: RedisChoice,
+    /// Metrics of the large type (uncached summary, list); the targets assume 1 000 000.
+    #[arg(long, default_value_t = 1_000_000)]
+    large: u64,
+    /// Worker threads of the load generator (the machine's cores are shared with the host).
+    #[arg(long, default_value_t = 1)]
+    client_threads: usize,
+    /// The spin-host binary (default: next to this one).
+    #[arg(long)]
+    host_bin: Option<PathBuf>,
+    #[arg(long, default_value = "redis-server")]
+    redis_server: PathBuf,
+    /// The workspace root (default: where this crate was built from).
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// Where the JSON results go (default: <root>/bench/results).
+    #[arg(long)]
+    results_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RedisChoice {
+    Embedded,
+    External,
+    Both,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cli.client_threads.max(1))
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("bench: cannot start the tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        tokio::spawn(stop_on_signal());
+        run(cli).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Ctrl-C, SIGTERM or SIGHUP: stop every child, remove the temporary files, exit.
+async fn stop_on_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        eprintln!("bench: cannot install signal handlers; children are still killed if the benchmark dies");
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => {},
+        _ = term.recv() => {},
+        _ = hup.recv() => {},
+    }
+    eprintln!("\nbench: interrupted; stopping the host and Redis");
+    host::stop_everything();
+    std::process::exit(130);
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Settings and paths shared by every scenario.
+struct Bench {
+    root: PathBuf,
+    host_bin: PathBuf,
+    redis_server: PathBuf,
+    work: PathBuf,
+    /// The seeded key-value file each app host starts from.
+    template: PathBuf,
+    duration: Duration,
+    warmup: Duration,
+    small_type: String,
+    large_type: String,
+    large: u64,
+    seed_copy: Duration,
+    host_logs: Vec<report::HostLog>,
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let root = match &cli.root {
+        Some(root) => root.clone(),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("bench lives in the workspace")?.to_path_buf(),
+    };
+    let host_bin = match &cli.host_bin {
+        Some(path) => path.clone(),
+        None => std::env::current_exe().context("locating this binary")?.with_file_name("spin-host"),
+    };
+    ensure!(
+        host_bin.is_file(),
+        "{} does not exist; run the benchmark with `cargo xtask bench`, which builds it",
+        host_bin.display()
+    );
+    ensure!(cli.large > SMALL, "--large must be more than {SMALL}");
+    let seconds = cli.duration.unwrap_or(if cli.quick { 3.0 } else { 10.0 });
+    ensure!(seconds > 0.0 && seconds <= 600.0, "--duration must be within (0, 600] seconds");
+    let kinds = match cli.redis {
+        RedisChoice::Embedded => vec![RedisKind::Embedded],
+        RedisChoice::External => vec![RedisKind::External],
+        RedisChoice::Both => vec![RedisKind::Embedded, RedisKind::External],
+    };
+
+    let work = tempfile::Builder::new().prefix("spin-bench-").tempdir().context("creating a temporary directory")?;
+    host::register_temp_dir(work.path());
+    let unix_time = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let load_average = std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_string();
+    println!(
+        "bench: {seconds} s per scenario after a warm-up, {CONNECTIONS} connections, {} load thread(s), {cpus} CPUs (load average {load_average}); host {}",
+        cli.client_threads,
+        host_bin.display()
+    );
+
+    let seeds = [
+        Seed { metric_type: format!("bench_{SMALL}"), count: SMALL },
+        Seed { metric_type: format!("bench_{}", cli.large), count: cli.large },
+    ];
+    let template = work.path().join("seed.db");
+    println!("bench: seeding {} + {} metrics over the last 30 days ...", SMALL, cli.large);
+    let stats = seed::seed_file(&template, &seeds, now_ms())?;
+    println!(
+        "bench: seeded {} rows ({:.0} MB) in {:.1} s ({:.1} s computing, {:.1} s writing SQLite)",
+        stats.rows,
+        report::mb(stats.file_bytes),
+        stats.compute_seconds + stats.write_seconds,
+        stats.compute_seconds,
+        stats.write_seconds
+    );
+
+    let mut bench = Bench {
+        root: root.clone(),
+        host_bin,
+        redis_server: cli.redis_server.clone(),
+        work: work.path().to_path_buf(),
+        template,
+        duration: Duration::from_secs_f64(seconds),
+        warmup: Duration::from_secs_f64(if seconds < 5.0 { 0.5 } else { 1.0 }),
+        small_type: seeds[0].metric_type.clone(),
+        large_type: seeds[1].metric_type.clone(),
+        large: cli.large,
+        seed_copy: Duration::ZERO,
+        host_logs: Vec::new(),
+    };
+    let mut rows = Vec::new();
+    for kind in kinds {
+        rows.extend(section(&mut bench, kind).await?);
+    }
+
+    let targets = report::targets(&rows, cli.large, SMALL);
+    let run = Run {
+        unix_time,
+        git_commit: git_commit(&root),
+        quick: cli.quick,
+        seconds_per_scenario: seconds,
+        warmup_seconds: bench.warmup.as_secs_f64(),
+        connections: CONNECTIONS,
+        client_threads: cli.client_threads,
+        cpus,
+        load_average_at_start: load_average,
+        load_average_at_end: std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim().to_string(),
+        small_metrics: SMALL,
+        large_metrics: cli.large,
+        seeding: stats,
+        seed_copy_seconds: bench.seed_copy.as_secs_f64(),
+        rows,
+        targets,
+        host_logs: bench.host_logs,
+        notes: vec![
+            format!("the load generator runs on the same {cpus} CPUs as the host (and redis-server): every figure is for a shared machine"),
+            "req/s counts expected answers only; latencies are of every answer, closed loop (no coordinated-omission correction)".into(),
+            "app hosts run with rate_limit_requests=4294967295 and the simulator at 0 ms latency and 0 failures (the breaker scenario sets failure_rate 1.0 at run time)".into(),
+            format!("ingest spreads over {INGEST_TYPES} types with timestamp now; uncached summaries use period=monthly (the whole seeded span), the cached one period=daily"),
+            "with the embedded Redis the host's RSS includes Redis' data (e.g. the rate-limit log of every ingest of the last 60 s); with redis-server it does not".into(),
+        ],
+    };
+    print!("{}", report::render(&run));
+    let dir = cli.results_dir.clone().unwrap_or_else(|| root.join("bench").join("results"));
+    let path = report::save(&run, &dir)?;
+    println!("\nbench: results written to {}", path.display());
+    drop(work);
+    Ok(())
+}
+
+fn git_commit(root: &Path) -> String {
+    let run = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(root)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let commit = run(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    match run(&["status", "--porcelain", "--untracked-files=no"]) {
+        Some(changes) if !changes.is_empty() => format!("{commit} (with uncommitted changes)"),
+        _ => commit,
+    }
+}
+
+/// Every scenario against one Redis kind.
+async fn section(bench: &mut Bench, kind: RedisKind) -> anyhow::Result<Vec<Row>> {
+    println!("\nbench: --- {} Redis ---", kind.name());
+    let mut rows = Vec::new();
+    let template = bench.template.clone();
+
+    // 1. The floor. It makes no Redis calls; it runs in each section so every
+    //    ratio compares against a floor measured under the same conditions.
+    let hello = bench.root.join("tests/fixtures/hello/spin.toml");
+    let mut host = start(bench, kind, "floor", &hello, &[], None).await?;
+    let mut target = Target { host: &mut host, kind, redis_pid: None };
+    rows.push(measure(bench, &mut target, Scenario::Floor, get("/".into(), Expect::status(200))).await?);
+    finish(bench, kind, "floor", host)?;
+
+    // 2. Cache on: ingest, the cached summary, the list.
+    let app = bench.root.join("spin.toml");
+    let redis = start_redis(bench, kind)?;
+    let mut host = start(bench, kind, "cached", &app, &app_variables(redis.as_ref(), &[]), Some(&template)).await?;
+    verify_seed(bench, &host).await?;
+    let mut target = Target { host: &mut host, kind, redis_pid: redis.as_ref().map(RedisServer::pid) };
+    let types = (0..INGEST_TYPES).map(|i| format!("bench_ingest_{i}")).collect();
+    let ingest = Requests { method: "POST", path: "/api/metrics".into(), body: Body::Metric { types }, expect: Expect::status(201) };
+    rows.push(measure(bench, &mut target, Scenario::Ingest, ingest).await?);
+
+    let cached = format!("/api/metrics/summary?type={}&period=daily", bench.small_type);
+    warm_cache(target.host, &cached).await?;
+    let hit = Expect { header: Some(("x-cache", "HIT")), ..Expect::status(200) };
+    rows.push(measure(bench, &mut target, Scenario::SummaryCached, get(cached, hit)).await?);
+
+    let list = format!("/api/metrics/list?type={}&limit=100", bench.large_type);
+    let (_, page) = load::expect_json(target.host.address(), "GET", &list, None, 200).await?;
+    ensure!(page.as_array().map(Vec::len) == Some(100), "{list} did not give 100 metrics: {page}");
+    rows.push(measure(bench, &mut target, Scenario::List, get(list, Expect::status(200))).await?);
+    finish(bench, kind, "cached", host)?;
+    stop_redis(redis)?;
+
+    // 3. Cache off: summaries of the small and the large type, then with the breaker open.
+    let redis = start_redis(bench, kind)?;
+    let extra = [("cache_ttl_seconds", "0"), ("circuit_breaker_reset_timeout_seconds", BREAKER_RESET_SECONDS)];
+    let mut host = start(bench, kind, "uncached", &app, &app_variables(redis.as_ref(), &extra), Some(&template)).await?;
+    verify_seed(bench, &host).await?;
+    let mut target = Target { host: &mut host, kind, redis_pid: redis.as_ref().map(RedisServer::pid) };
+    let bypass = Expect { header: Some(("x-cache", "BYPASS")), body_contains: Some(r#""status":"success""#), status: 200 };
+    for (scenario, metric_type) in [
+        (Scenario::SummaryUncachedSmall, &bench.small_type),
+        (Scenario::SummaryUncachedLarge, &bench.large_type),
+    ] {
+        let path = format!("/api/metrics/summary?type={metric_type}&period=monthly");
+        rows.push(measure(bench, &mut target, scenario, get(path, bypass.clone())).await?);
+    }
+    let summary = format!("/api/metrics/summary?type={}&period=daily", bench.small_type);
+    open_breaker(target.host, &summary).await?;
+    let open = Expect { body_contains: Some(r#""reason":"circuit_open""#), ..Expect::status(200) };
+    rows.push(measure(bench, &mut target, Scenario::BreakerOpen, get(summary, open)).await?);
+    finish(bench, kind, "uncached", host)?;
+    stop_redis(redis)?;
+    Ok(rows)
+}
+
+/// Variables of every app host: the rate limit out of the way, and a
+/// simulator that answers at once and never fails (the breaker scenario
+/// changes that at run time), plus `extra`.
+fn app_variables(redis: Option<&RedisServer>, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut variables = vec![
+        ("rate_limit_requests".to_string(), u32::MAX.to_string()),
+        ("external_service_latency_ms".to_string(), "0".to_string()),
+        ("external_service_failure_rate".to_string(), "0".to_string()),
+    ];
+    if let Some(server) = redis {
+        variables.push(("redis_url".to_string(), server.url()));
+    }
+    variables.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    variables
+}
+
+fn start_redis(bench: &Bench, kind: RedisKind) -> anyhow::Result<Option<RedisServer>> {
+    match kind {
+        RedisKind::Embedded => Ok(None),
+        RedisKind::External => RedisServer::start(&bench.redis_server, &bench.work)
+            .with_context(|| format!("starting {} (apt-get install redis-server)", bench.redis_server.display()))
+            .map(Some),
+    }
+}
+
+fn stop_redis(redis: Option<RedisServer>) -> anyhow::Result<()> {
+    redis.map_or(Ok(()), RedisServer::stop)
+}
+
+/// Starts a host in a fresh state directory, holding a copy of `seeded` if given.
+async fn start(
+    bench: &mut Bench,
+    kind: RedisKind,
+    name: &str,
+    manifest: &Path,
+    variables: &[(String, String)],
+    seeded: Option<&Path>,
+) -> anyhow::Result<Host> {
+    let state_dir = bench.work.join(format!("{}-{name}", kind.name()));
+    std::fs::create_dir_all(&state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
+    if let Some(template) = seeded {
+        let copy = Instant::now();
+        let target = state_dir.join("sqlite_key_value.db");
+        std::fs::copy(template, &target)
+            .with_context(|| format!("copying {} to {}", template.display(), target.display()))?;
+        bench.seed_copy += copy.elapsed();
+    }
+    let log = bench.work.join(format!("{}-{name}.log", kind.name()));
+    let started = Instant::now();
+    let host = Host::start(&HostConfig {
+        binary: &bench.host_bin,
+        manifest,
+        state_dir: &state_dir,
+        redis: kind,
+        variables,
+        log: &log,
+    })
+    .await
+    .with_context(|| format!("starting the {name} host ({} Redis)", kind.name()))?;
+    println!(
+        "bench: {name} host up on {} (pid {}) in {:.1} s",
+        host.address(),
+        host.pid(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(host)
+}
+
+/// Stops the host and keeps what its log says.
+fn finish(bench: &mut Bench, kind: RedisKind, name: &str, host: Host) -> anyhow::Result<()> {
+    let log = host.log().to_path_buf();
+    let status = host.stop().with_context(|| format!("stopping the {name} host"))?;
+    if let Some(status) = status.filter(|s| !s.success()) {
+        eprintln!("bench: the {name} host exited with {status}");
+    }
+    let text = std::fs::read_to_string(&log).with_context(|| format!("reading {}", log.display()))?;
+    bench.host_logs.push(report::scan_log(kind, name, &text));
+    Ok(())
+}
+
+/// The seeded data is what the host serves: all-time counts of both types.
+async fn verify_seed(bench: &Bench, host: &Host) -> anyhow::Result<()> {
+    for (metric_type, count) in [(&bench.small_type, SMALL), (&bench.large_type, bench.large)] {
+        let path = format!("/api/metrics/summary?type={metric_type}");
+        let (_, body) = load::expect_json(host.address(), "GET", &path, None, 200).await?;
+        ensure!(body["count"] == count, "{path} reports count {} instead of {count}", body["count"]);
+    }
+    println!("bench: the host reports {} and {} stored metrics, as seeded", SMALL, bench.large);
+    Ok(())
+}
+
+/// Computes the summary once, then insists that it comes from the cache.
+async fn warm_cache(host: &Host, path: &str) -> anyhow::Result<()> {
+    load::expect_json(host.address(), "GET", path, None, 200).await?;
+    let (response, _) = load::expect_json(host.address(), "GET", path, None, 200).await?;
+    let cache = response.header("x-cache").unwrap_or("(none)");
+    ensure!(cache == "HIT", "{path} after warming answered X-Cache: {cache}, not HIT");
+    Ok(())
+}
+
+/// Makes the simulator fail and sends summaries until the breaker opens.
+async fn open_breaker(host: &Host, summary: &str) -> anyhow::Result<()> {
+    let address = host.address();
+    load::expect_json(address, "PUT", "/api/simulator/config", Some(r#"{"failure_rate":1.0,"latency_ms":0}"#), 200).await?;
+    for _ in 0..50 {
+        let (_, body) = load::expect_json(address, "GET", summary, None, 200).await?;
+        if body["external_data"]["reason"] == "circuit_open" {
+            let (_, status) = load::expect_json(address, "GET", "/api/circuit-breaker/status", None, 200).await?;
+            ensure!(status["state"] == "open", "the breaker answers circuit_open but reports {status}");
+            return Ok(());
+        }
+    }
+    bail!("the breaker did not open after 50 failing summaries")
+}
+
+/// One scenario's requests.
+struct Requests {
+    method: &'static str,
+    path: String,
+    body: Body,
+    expect: Expect,
+}
+
+fn get(path: String, expect: Expect) -> Requests {
+    Requests { method: "GET", path, body: Body::None, expect }
+}
+
+/// The host under test and the Redis it uses.
+struct Target<'a> {
+    host: &'a mut Host,
+    kind: RedisKind,
+    /// The redis-server's pid, with the real Redis.
+    redis_pid: Option<u32>,
+}
+
+/// Warms up, then runs one scenario while sampling the host's memory and CPU.
+async fn measure(bench: &Bench, target: &mut Target<'_>, scenario: Scenario, requests: Requests) -> anyhow::Result<Row> {
+    let Requests { method, path, body, expect } = requests;
+    let (host, redis_pid) = (&mut *target.host, target.redis_pid);
+    let mut plan = Plan {
+        address: host.address(),
+        method,
+        path: path.clone(),
+        body,
+        expect,
+        connections: CONNECTIONS,
+        duration: bench.warmup,
+        max_requests: MAX_REQUESTS_PER_SECOND * bench.warmup.as_secs().max(1),
+    };
+    load::run(&plan).await.context("warming up")?;
+    host.check_alive()?;
+    plan.duration = bench.duration;
+    plan.max_requests = (MAX_REQUESTS_PER_SECOND as f64 * bench.duration.as_secs_f64()).ceil() as u64;
+
+    let pid = host.pid();
+    let cpu_before = (host::cpu_time(&pid.to_string())?, host::cpu_time("self")?, redis_cpu(redis_pid)?);
+    let busy_before = host::machine_busy()?;
+    let (stop_sampling, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let sampler = tokio::spawn(async move {
+        let mut max = 0u64;
+        let mut ticks = tokio::time::interval(RSS_SAMPLE_EVERY);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => max = max.max(host::proc_status(pid)?.rss),
+                _ = &mut stopped => return anyhow::Ok(max),
+            }
+        }
+    });
+    let outcome = load::run(&plan).await;
+    let _ = stop_sampling.send(());
+    let rss_max = sampler.await.context("the memory sampler panicked")??;
+    let outcome = outcome.with_context(|| format!("{method} {path}"))?;
+    let hwm = host::proc_status(pid)?.hwm;
+    let cpu_after = (host::cpu_time(&pid.to_string())?, host::cpu_time("self")?, redis_cpu(redis_pid)?);
+    let busy_after = host::machine_busy()?;
+    host.check_alive()?;
+
+    let seconds = outcome.elapsed.as_secs_f64();
+    let percent = |before: Duration, after: Duration| (after - before).as_secs_f64() / seconds * 100.0;
+    let latency_ms = |q: f64| outcome.latency.value_at_quantile(q) as f64 / 1_000.0;
+    let row = Row {
+        redis: target.kind,
+        scenario,
+        request: format!("{method} {path}"),
+        seconds,
+        ok: outcome.ok,
+        requests_per_second: outcome.ok as f64 / seconds,
+        p50_ms: latency_ms(0.50),
+        p90_ms: latency_ms(0.90),
+        p99_ms: latency_ms(0.99),
+        max_ms: outcome.latency.max() as f64 / 1_000.0,
+        errors: outcome.error_count(),
+        error_kinds: outcome.errors.clone(),
+        host_rss_max_mb: report::mb(rss_max),
+        host_hwm_mb: report::mb(hwm),
+        host_cpu_percent: percent(cpu_before.0, cpu_after.0),
+        client_cpu_percent: percent(cpu_before.1, cpu_after.1),
+        redis_server_cpu_percent: match (cpu_before.2, cpu_after.2) {
+            (Some(before), Some(after)) => Some(percent(before, after)),
+            _ => None,
+        },
+        other_cpu_percent: 0.0,
+    };
+    let ours = row.host_cpu_percent + row.client_cpu_percent + row.redis_server_cpu_percent.unwrap_or(0.0);
+    let row = Row { other_cpu_percent: (percent(busy_before, busy_after) - ours).max(0.0), ..row };
+    println!(
+        "bench: {:<27} {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {}",
+        row.label(SMALL, bench.large),
+        row.requests_per_second,
+        row.p50_ms,
+        row.p99_ms,
+        row.errors
+    );
+    Ok(row)
+}
+
+fn redis_cpu(pid: Option<u32>) -> anyhow::Result<Option<Duration>> {
+    pid.map(|p| host::cpu_time(&p.to_string())).transpose()
+}

@@ -1,0 +1,338 @@
+//! Results: one row per scenario and Redis kind, the ratios against the floor,
+//! the targets with PASS/MISS, printed as a table and saved as JSON.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::host::RedisKind;
+use crate::seed::SeedStats;
+
+/// The scenarios, in the order they run within one Redis kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scenario {
+    Floor,
+    Ingest,
+    SummaryCached,
+    List,
+    SummaryUncachedSmall,
+    SummaryUncachedLarge,
+    BreakerOpen,
+}
+
+/// What one scenario measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub redis: RedisKind,
+    pub scenario: Scenario,
+    /// What was sent, e.g. `GET /api/metrics/list?type=bench_1000000&limit=100`.
+    pub request: String,
+    pub seconds: f64,
+    /// Answers that were the expected one.
+    pub ok: u64,
+    /// Expected answers per second.
+    pub requests_per_second: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// Unexpected answers and failed requests.
+    pub errors: u64,
+    pub error_kinds: BTreeMap<String, u64>,
+    /// Largest VmRSS of the host sampled during the scenario.
+    pub host_rss_max_mb: f64,
+    /// The host's VmHWM (peak since it started) at the end of the scenario.
+    pub host_hwm_mb: f64,
+    /// CPU used during the scenario, in % of one core (200 % = both cores here).
+    pub host_cpu_percent: f64,
+    pub client_cpu_percent: f64,
+    pub redis_server_cpu_percent: Option<f64>,
+    /// CPU used by everything else on the machine meanwhile (other users of the shared cores).
+    pub other_cpu_percent: f64,
+}
+
+impl Row {
+    pub fn label(&self, small: u64, large: u64) -> String {
+        match self.scenario {
+            Scenario::Floor => "floor (hello)".into(),
+            Scenario::Ingest => "ingest POST".into(),
+            Scenario::SummaryCached => "summary cached (HIT)".into(),
+            Scenario::List => "list first page (100)".into(),
+            Scenario::SummaryUncachedSmall => format!("summary uncached @{}", count_label(small)),
+            Scenario::SummaryUncachedLarge => format!("summary uncached @{}", count_label(large)),
+            Scenario::BreakerOpen => "summary, breaker open".into(),
+        }
+    }
+}
+
+fn count_label(n: u64) -> String {
+    match n {
+        n if n >= 1_000_000 && n % 1_000_000 == 0 => format!("{}M", n / 1_000_000),
+        n if n >= 1_000 && n % 1_000 == 0 => format!("{}k", n / 1_000),
+        n => n.to_string(),
+    }
+}
+
+/// A target from the issue, checked against one Redis kind's rows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    pub redis: RedisKind,
+    pub name: String,
+    pub measured: String,
+    pub pass: bool,
+}
+
+/// A host's complaints, from its log.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostLog {
+    pub redis: RedisKind,
+    pub host: String,
+    pub error_lines: u64,
+    pub warning_lines: u64,
+    /// A few distinct lines, for a first look.
+    pub samples: Vec<String>,
+}
+
+/// Everything a run produced; what goes to `bench/results/<unix-time>.json`.
+#[derive(Debug, Serialize)]
+pub struct Run {
+    pub unix_time: u64,
+    pub git_commit: String,
+    pub quick: bool,
+    pub seconds_per_scenario: f64,
+    pub warmup_seconds: f64,
+    pub connections: usize,
+    pub client_threads: usize,
+    pub cpus: usize,
+    pub load_average_at_start: String,
+    pub load_average_at_end: String,
+    pub small_metrics: u64,
+    pub large_metrics: u64,
+    pub seeding: SeedStats,
+    pub seed_copy_seconds: f64,
+    pub rows: Vec<Row>,
+    pub targets: Vec<Target>,
+    pub host_logs: Vec<HostLog>,
+    pub notes: Vec<String>,
+}
+
+const MB: f64 = 1024.0 * 1024.0;
+
+pub fn mb(bytes: u64) -> f64 {
+    bytes as f64 / MB
+}
+
+fn find(rows: &[Row], redis: RedisKind, scenario: Scenario) -> Option<&Row> {
+    rows.iter().find(|r| r.redis == redis && r.scenario == scenario)
+}
+
+/// A scenario's throughput over the floor's, same Redis kind.
+pub fn vs_floor(rows: &[Row], row: &Row) -> Option<f64> {
+    let floor = find(rows, row.redis, Scenario::Floor)?;
+    (floor.requests_per_second > 0.0).then(|| row.requests_per_second / floor.requests_per_second)
+}
+
+/// The issue's targets, for each Redis kind that ran.
+pub fn targets(rows: &[Row], large: u64, small: u64) -> Vec<Target> {
+    let mut out = Vec::new();
+    let mut kinds: Vec<RedisKind> = rows.iter().map(|r| r.redis).collect();
+    kinds.dedup();
+    for redis in kinds {
+        let mut push = |name: String, measured: String, pass: bool| out.push(Target { redis, name, measured, pass });
+        let ratio = |scenario| find(rows, redis, scenario).and_then(|r| vs_floor(rows, r));
+        if let Some(r) = ratio(Scenario::SummaryCached) {
+            push("cached summary >= 0.6 x floor throughput".into(), format!("{r:.2} x"), r >= 0.6);
+        }
+        if let Some(r) = ratio(Scenario::Ingest) {
+            push("ingest >= 0.3 x floor throughput".into(), format!("{r:.2} x"), r >= 0.3);
+        }
+        let small_row = find(rows, redis, Scenario::SummaryUncachedSmall);
+        let large_row = find(rows, redis, Scenario::SummaryUncachedLarge);
+        if let (Some(s), Some(l)) = (small_row, large_row) {
+            let r = if s.p50_ms > 0.0 { l.p50_ms / s.p50_ms } else { f64::INFINITY };
+            push(
+                format!("uncached summary p50 @{} <= 1.5 x @{}", count_label(large), count_label(small)),
+                format!("{r:.2} x ({:.2} / {:.2} ms)", l.p50_ms, s.p50_ms),
+                r <= 1.5,
+            );
+        }
+        if let Some(f) = find(rows, redis, Scenario::Floor) {
+            push(
+                "floor >= 10000 req/s with p99 < 10 ms".into(),
+                format!("{:.0} req/s, p99 {:.2} ms", f.requests_per_second, f.p99_ms),
+                f.requests_per_second >= 10_000.0 && f.p99_ms < 10.0,
+            );
+        }
+        let peak = rows
+            .iter()
+            .filter(|r| r.redis == redis)
+            .map(|r| r.host_rss_max_mb.max(r.host_hwm_mb))
+            .fold(0.0, f64::max);
+        push("host RSS <= 150 MB (VmRSS max and VmHWM)".into(), format!("{peak:.1} MB"), peak <= 150.0);
+    }
+    out
+}
+
+/// The table, the ratios and the targets, as printed.
+pub fn render(run: &Run) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\n{:<9} {:<27} {:>9} {:>8} {:>8} {:>7} {:>15} {:>5} {:>5} {:>5} {:>5} {:>7}",
+        "redis", "scenario", "req/s", "p50 ms", "p99 ms", "errors", "RSS MB (HWM)", "host", "load", "redis", "other", "x floor"
+    );
+    for row in &run.rows {
+        let ratio = vs_floor(&run.rows, row).map_or("-".to_string(), |r| format!("{r:.2}"));
+        let _ = writeln!(
+            s,
+            "{:<9} {:<27} {:>9.0} {:>8.2} {:>8.2} {:>7} {:>15} {:>4.0}% {:>4.0}% {:>5} {:>4.0}% {:>7}",
+            row.redis.name(),
+            row.label(run.small_metrics, run.large_metrics),
+            row.requests_per_second,
+            row.p50_ms,
+            row.p99_ms,
+            row.errors,
+            format!("{:.1} ({:.1})", row.host_rss_max_mb, row.host_hwm_mb),
+            row.host_cpu_percent,
+            row.client_cpu_percent,
+            row.redis_server_cpu_percent.map_or("-".to_string(), |p| format!("{p:.0}%")),
+            row.other_cpu_percent,
+            ratio,
+        );
+    }
+    let _ = writeln!(
+        s,
+        "(CPU: % of one core during the scenario, {} cores: the host, the load generator, redis-server, and every other process on the machine)",
+        run.cpus
+    );
+    let with_errors: Vec<&Row> = run.rows.iter().filter(|r| r.errors > 0).collect();
+    if !with_errors.is_empty() {
+        let _ = writeln!(s, "\nErrors:");
+        for row in with_errors {
+            let kinds: Vec<String> = row.error_kinds.iter().map(|(k, n)| format!("{n} x {k}")).collect();
+            let _ = writeln!(s, "  {} {}: {}", row.redis.name(), row.label(run.small_metrics, run.large_metrics), kinds.join(", "));
+        }
+    }
+    let _ = writeln!(s, "\nTargets:");
+    for t in &run.targets {
+        let verdict = if t.pass { "PASS" } else { "MISS" };
+        let _ = writeln!(s, "  {verdict}  {:<9} {:<48} {}", t.redis.name(), t.name, t.measured);
+    }
+    let logs: Vec<&HostLog> = run.host_logs.iter().filter(|l| l.error_lines + l.warning_lines > 0).collect();
+    if !logs.is_empty() {
+        let _ = writeln!(s, "\nHost logs:");
+        for log in logs {
+            let _ = writeln!(
+                s,
+                "  {} {}: {} error and {} warning lines, e.g.",
+                log.redis.name(),
+                log.host,
+                log.error_lines,
+                log.warning_lines
+            );
+            for line in &log.samples {
+                let _ = writeln!(s, "    {line}");
+            }
+        }
+    }
+    if !run.notes.is_empty() {
+        let _ = writeln!(s, "\nNotes:");
+        for note in &run.notes {
+            let _ = writeln!(s, "  - {note}");
+        }
+    }
+    s
+}
+
+/// Writes `run` to `<dir>/<unix-time>.json`.
+pub fn save(run: &Run, dir: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(format!("{}.json", run.unix_time));
+    let text = serde_json::to_string_pretty(run).context("serialising the results")?;
+    std::fs::write(&path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+/// Counts the error and warning lines in a host's log.
+pub fn scan_log(redis: RedisKind, host: &str, text: &str) -> HostLog {
+    let mut log = HostLog { redis, host: host.to_string(), error_lines: 0, warning_lines: 0, samples: Vec::new() };
+    for line in text.lines() {
+        let lower = line.to_ascii_lowercase();
+        let kind = if lower.contains("error") || lower.contains("panic") || lower.contains("trap") {
+            &mut log.error_lines
+        } else if lower.contains("warning") || lower.contains("unavailable") || lower.contains("failed") {
+            &mut log.warning_lines
+        } else {
+            continue;
+        };
+        *kind += 1;
+        let short: String = line.chars().take(200).collect();
+        if log.samples.len() < 3 && !log.samples.contains(&short) {
+            log.samples.push(short);
+        }
+    }
+    log
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(redis: RedisKind, scenario: Scenario, rps: f64, p50: f64, rss: f64) -> Row {
+        Row {
+            redis,
+            scenario,
+            request: String::new(),
+            seconds: 10.0,
+            ok: (rps * 10.0) as u64,
+            requests_per_second: rps,
+            p50_ms: p50,
+            p90_ms: p50,
+            p99_ms: p50 * 2.0,
+            max_ms: p50 * 3.0,
+            errors: 0,
+            error_kinds: BTreeMap::new(),
+            host_rss_max_mb: rss,
+            host_hwm_mb: rss,
+            host_cpu_percent: 100.0,
+            client_cpu_percent: 50.0,
+            redis_server_cpu_percent: None,
+            other_cpu_percent: 0.0,
+        }
+    }
+
+    #[test]
+    fn targets_compare_with_the_floor_of_the_same_redis() {
+        use RedisKind::*;
+        let rows = vec![
+            row(Embedded, Scenario::Floor, 20_000.0, 1.0, 50.0),
+            row(Embedded, Scenario::SummaryCached, 13_000.0, 2.0, 60.0),
+            row(Embedded, Scenario::Ingest, 5_000.0, 5.0, 70.0),
+            row(Embedded, Scenario::SummaryUncachedSmall, 1_000.0, 4.0, 70.0),
+            row(Embedded, Scenario::SummaryUncachedLarge, 900.0, 6.5, 160.0),
+            row(External, Scenario::Floor, 10_000.0, 1.0, 50.0),
+            row(External, Scenario::SummaryCached, 5_000.0, 2.0, 60.0),
+        ];
+        let t = targets(&rows, 1_000_000, 1_000);
+        let verdict = |redis, prefix: &str| t.iter().find(|t| t.redis == redis && t.name.starts_with(prefix)).map(|t| t.pass);
+        assert_eq!(verdict(Embedded, "cached"), Some(true)); // 0.65
+        assert_eq!(verdict(Embedded, "ingest"), Some(false)); // 0.25
+        assert_eq!(verdict(Embedded, "uncached"), Some(false)); // 1.625
+        assert_eq!(verdict(Embedded, "floor"), Some(true));
+        assert_eq!(verdict(Embedded, "host RSS"), Some(false));
+        assert_eq!(verdict(External, "cached"), Some(false)); // 0.5 of its own floor
+        assert_eq!(verdict(External, "ingest"), None);
+        assert!(t.iter().any(|t| t.name.contains("@1M <= 1.5 x @1k")));
+    }
+
+    #[test]
+    fn log_scan_counts_and_samples() {
+        let log = scan_log(RedisKind::Embedded, "app", "Serving\nerror: x trapped\nerror: x trapped\nwarning: y\n");
+        assert_eq!((log.error_lines, log.warning_lines), (2, 1));
+        assert_eq!(log.samples, vec!["error: x trapped".to_string(), "warning: y".to_string()]);
+    }
+}
