@@ -241,6 +241,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             "req/s counts expected answers only; latencies are of every answer, closed loop (no coordinated-omission correction)".into(),
             "app hosts run with rate_limit_requests=4294967295 and the simulator at 0 ms latency and 0 failures (the breaker scenario sets failure_rate 1.0 at run time)".into(),
             format!("ingest spreads over {INGEST_TYPES} types with timestamp now; uncached summaries use period=monthly (the whole seeded span), the cached one period=daily"),
+            "an uncached summary also calls the simulator (a second component instance, by service chaining) through the breaker, whose state is read and compare-and-set in Redis".into(),
             "with the embedded Redis the host's RSS includes Redis' data (e.g. the rate-limit log of every ingest of the last 60 s); with redis-server it does not".into(),
         ],
     };
