@@ -1,7 +1,7 @@
 //! GET /api/circuit-breaker/status: the shared circuit breaker's state.
 
 use analytics_platform::core::api_error::ApiError;
-use analytics_platform::core::breaker::{Breaker, STATE_KEY};
+use analytics_platform::core::breaker::{Breaker, STATE_KEY, SUCCESSES_KEY};
 use analytics_platform::core::config as settings;
 use analytics_platform::core::time::format_timestamp;
 use analytics_platform::redis::Redis;
@@ -23,15 +23,19 @@ fn handle(request: Request) -> anyhow::Result<Response> {
 fn status(request: &Request) -> Result<Value, ApiError> {
     respond::require_method(request.method(), ALLOW)?;
     let policy = settings::breaker(config::lookup())?;
-    let raw = Redis::connect()
-        .and_then(|r| r.get(STATE_KEY))
-        .map_err(|e| ApiError::unavailable(format!("the circuit breaker's state lives in Redis, which is unavailable: {e}")))?;
-    let breaker = Breaker::decode(raw.as_deref());
+    let unavailable = |e: String| ApiError::unavailable(format!("the circuit breaker's state lives in Redis, which is unavailable: {e}"));
+    let redis = Redis::connect().map_err(unavailable)?;
+    let breaker = Breaker::decode(redis.get(STATE_KEY).map_err(unavailable)?.as_deref());
+    let successes = redis
+        .get(SUCCESSES_KEY)
+        .map_err(unavailable)?
+        .and_then(|b| String::from_utf8(b).ok()?.parse::<u64>().ok())
+        .unwrap_or(0);
     let time = |ms: Option<i64>| ms.map_or(Value::Null, |t| Value::String(format_timestamp(t)));
     Ok(json!({
         "state": breaker.effective_state(&policy, clock::now_ms()).name(),
         "failure_count": breaker.failure_count,
-        "success_count": breaker.success_count,
+        "success_count": successes,
         "failure_threshold": policy.failure_threshold,
         "reset_timeout_seconds": policy.reset_timeout_ms as f64 / 1000.0,
         "opened_at": time(breaker.opened_at_ms),

@@ -4,15 +4,14 @@
 use std::time::Duration;
 
 use analytics_platform::core::api_error::ApiError;
-use analytics_platform::core::breaker::{Admission, Breaker, Policy, COMPARE_AND_SET_SCRIPT, STATE_KEY};
+use analytics_platform::core::breaker::{Admission, Breaker, Policy, COMPARE_AND_SET_SCRIPT, STATE_KEY, SUCCESSES_KEY};
 use analytics_platform::core::config as settings;
 use analytics_platform::http_out::{self, CallError};
 use analytics_platform::redis::Redis;
 use analytics_platform::{clock, config};
 use serde_json::{json, Value};
 
-/// Retries of a compare-and-set that lost a race; each loss means another
-/// request made progress, so a handful is plenty.
+/// Retries of a compare-and-set that lost a race.
 const CAS_ATTEMPTS: usize = 16;
 
 fn fallback(reason: &str) -> Value {
@@ -71,32 +70,34 @@ fn call(url: &str, timeout: Duration) -> Result<Value, CallError> {
 
 /// Reads the shared state and stores this request's transition, if any.
 fn admit(redis: &Redis, policy: &Policy) -> Result<Admission, String> {
-    for _ in 0..CAS_ATTEMPTS {
-        let raw = redis.get(STATE_KEY)?;
-        let (admission, next) = Breaker::decode(raw.as_deref()).admit(policy, clock::now_ms());
-        match next {
-            None => return Ok(admission),
-            Some(next) if swap(redis, raw.as_deref(), &next)? => return Ok(admission),
-            Some(_) => continue,
-        }
-    }
-    Err("circuit breaker state kept changing".into())
+    transition(redis, |breaker| breaker.admit(policy, clock::now_ms()))
 }
 
 fn record(redis: &Redis, policy: &Policy, admission: Admission, success: bool) -> Result<(), String> {
+    if success {
+        redis.incr(SUCCESSES_KEY)?;
+    }
+    transition(redis, |breaker| ((), breaker.record(policy, admission, success, clock::now_ms())))
+}
+
+/// Applies `step` to the stored state with compare-and-set, retrying when
+/// another request changed it first (each loss means another request made
+/// progress, so a handful of attempts is plenty).
+fn transition<T>(redis: &Redis, mut step: impl FnMut(&Breaker) -> (T, Option<Breaker>)) -> Result<T, String> {
     for _ in 0..CAS_ATTEMPTS {
         let raw = redis.get(STATE_KEY)?;
-        match Breaker::decode(raw.as_deref()).record(policy, admission, success, clock::now_ms()) {
-            None => return Ok(()),
-            Some(next) if swap(redis, raw.as_deref(), &next)? => return Ok(()),
-            Some(_) => continue,
+        let current = Breaker::decode(raw.as_deref());
+        let (outcome, next) = step(&current);
+        let Some(next) = next else {
+            return Ok(outcome);
+        };
+        let expected = raw.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+        if redis.eval_ints(COMPARE_AND_SET_SCRIPT, &[STATE_KEY], &[&expected, &next.encode()])? == [1] {
+            if next.state != current.state {
+                redis.del(SUCCESSES_KEY)?;
+            }
+            return Ok(outcome);
         }
     }
     Err("circuit breaker state kept changing".into())
-}
-
-fn swap(redis: &Redis, expected: Option<&[u8]>, next: &Breaker) -> Result<bool, String> {
-    let expected = expected.map(String::from_utf8_lossy).unwrap_or_default();
-    let reply = redis.eval_ints(COMPARE_AND_SET_SCRIPT, &[STATE_KEY], &[&expected, &next.encode()])?;
-    Ok(reply == [1])
 }

@@ -8,11 +8,10 @@ use analytics_platform::core::api_error::ApiError;
 use analytics_platform::core::config as settings;
 use analytics_platform::core::query::Query;
 use analytics_platform::core::store::version_key;
-use analytics_platform::core::summary::{window_aggregate, SummaryRequest};
+use analytics_platform::core::summary::{decode_cached, encode_cached, window_aggregate, SummaryRequest};
 use analytics_platform::kv::Kv;
 use analytics_platform::redis::Redis;
 use analytics_platform::{clock, config, respond};
-use serde_json::{json, Value};
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
 
@@ -21,7 +20,7 @@ const ALLOW: &[&str] = &["GET"];
 #[http_component]
 fn handle(request: Request) -> anyhow::Result<Response> {
     Ok(match summarize(&request) {
-        Ok((cache, body)) => respond::json_with(200, &body, &[("x-cache", cache.to_string())]),
+        Ok((cache, body)) => respond::raw_json(200, body, &[("x-cache", cache.to_string())]),
         Err(e) => respond::error(&e, ALLOW),
     })
 }
@@ -45,27 +44,28 @@ impl std::fmt::Display for Cache {
     }
 }
 
-fn summarize(request: &Request) -> Result<(Cache, Value), ApiError> {
+fn unavailable(e: impl std::fmt::Display) -> ApiError {
+    ApiError::unavailable(format!("key-value store: {e}"))
+}
+
+/// The answer and how the cache took part; the body is serialised JSON.
+fn summarize(request: &Request) -> Result<(Cache, Vec<u8>), ApiError> {
     respond::require_method(request.method(), ALLOW)?;
     let now = clock::now_ms();
     let summary = SummaryRequest::parse(&Query::parse(request.query())?, now)?;
     let ttl = settings::whole(config::lookup(), "cache_ttl_seconds", 0, 86_400 * 30)?;
-    let mut kv = Kv::open_default().map_err(|e| ApiError::unavailable(format!("key-value store: {e}")))?;
+    let mut kv = Kv::open_default().map_err(unavailable)?;
     // Every ingest bumps the type's version before it answers, so a cached
     // answer computed at an older version is never served.
-    // Read through `increment(.., 0)`: the stored encoding differs by backend
-    // (8 bytes on SQLite, decimal text on Redis), the returned number does not.
-    let version = kv
-        .increment(&version_key(&summary.metric_type), 0)
-        .map_err(|e| ApiError::unavailable(format!("key-value store: {e}")))?;
+    let version = kv.counter(&version_key(&summary.metric_type)).map_err(unavailable)?;
 
     let redis = Redis::connect().map_err(|e| eprintln!("summary cache unavailable: {e}")).ok();
     let cache_key = summary.cache_key();
     let mut cache = Cache::Bypass;
     if let (Some(redis), true) = (&redis, ttl > 0) {
         match redis.get(&cache_key) {
-            Ok(Some(bytes)) => match serde_json::from_slice::<Value>(&bytes) {
-                Ok(cached) if cached["version"] == json!(version) => return Ok((Cache::Hit, cached["body"].clone())),
+            Ok(Some(entry)) => match decode_cached(&entry) {
+                Some((cached_version, body)) if cached_version == version => return Ok((Cache::Hit, body.to_vec())),
                 _ => cache = Cache::Miss,
             },
             Ok(None) => cache = Cache::Miss,
@@ -73,14 +73,14 @@ fn summarize(request: &Request) -> Result<(Cache, Value), ApiError> {
         }
     }
 
-    let aggregate = window_aggregate(&mut kv, &summary).map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let aggregate = window_aggregate(&mut kv, &summary).map_err(unavailable)?;
     let mut body = summary.report(&aggregate, now);
     body["external_data"] = external::context(redis.as_ref(), &summary.metric_type)?;
+    let body = body.to_string();
     if let (Cache::Miss, Some(redis)) = (cache, &redis) {
-        let entry = json!({"version": version, "body": body});
-        if let Err(e) = redis.set_ex(&cache_key, entry.to_string().as_bytes(), ttl) {
+        if let Err(e) = redis.set_ex(&cache_key, &encode_cached(version, &body), ttl) {
             eprintln!("summary cache write failed: {e}");
         }
     }
-    Ok((cache, body))
+    Ok((cache, body.into_bytes()))
 }

@@ -18,6 +18,9 @@ return 0
 
 /// Where the shared state is kept.
 pub const STATE_KEY: &str = "circuit_breaker:external_service";
+/// Successful calls since the state last changed: a plain counter (`INCR`),
+/// cleared on every transition, so a success never contends for `STATE_KEY`.
+pub const SUCCESSES_KEY: &str = "circuit_breaker:external_service:successes";
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -67,8 +70,6 @@ pub struct Breaker {
     pub state: State,
     /// Consecutive failures while closed.
     pub failure_count: u32,
-    /// Successes since the circuit last closed.
-    pub success_count: u32,
     pub opened_at_ms: Option<i64>,
     /// Start of the probe holding the half-open slot.
     pub probe_started_ms: Option<i64>,
@@ -96,14 +97,13 @@ impl Breaker {
 
     /// Records the outcome of a call admitted as `admission`; the state to store if it changes.
     /// Outcomes that no longer apply (a late result from before the circuit
-    /// opened, a probe whose lease another probe took over) change nothing.
+    /// opened, a probe whose lease another probe took over) change nothing,
+    /// and neither does a success while nothing has failed.
     pub fn record(&self, policy: &Policy, admission: Admission, success: bool, now: i64) -> Option<Breaker> {
         match (self.state, admission) {
-            (State::Closed, Admission::Call) if success => Some(Breaker {
-                failure_count: 0,
-                success_count: self.success_count.saturating_add(1),
-                ..self.clone()
-            }),
+            (State::Closed, Admission::Call) if success => {
+                (self.failure_count > 0).then(|| Breaker { failure_count: 0, ..self.clone() })
+            }
             (State::Closed, Admission::Call) => {
                 let failures = self.failure_count.saturating_add(1);
                 Some(if failures >= policy.failure_threshold {
@@ -125,7 +125,6 @@ impl Breaker {
         Breaker {
             state: State::Open,
             failure_count,
-            success_count: 0,
             opened_at_ms: Some(now),
             probe_started_ms: None,
         }
@@ -187,7 +186,9 @@ mod tests {
             record(&mut b, Admission::Call, false, 0);
         }
         record(&mut b, Admission::Call, true, 0);
-        assert_eq!((b.state, b.failure_count, b.success_count), (State::Closed, 0, 1));
+        assert_eq!((b.state, b.failure_count), (State::Closed, 0));
+        // With nothing to reset, a success writes nothing.
+        assert_eq!(b.record(&POLICY, Admission::Call, true, 1), None);
         for _ in 0..3 {
             let a = admit(&mut b, 10);
             record(&mut b, a, false, 10);

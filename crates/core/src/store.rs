@@ -42,6 +42,18 @@ pub fn version_key(metric_type: &str) -> String {
     format!("version:{metric_type}")
 }
 
+/// Reads a counter written by `wasi:keyvalue` `increment`: Spin's SQLite
+/// store keeps 8 little-endian bytes, its Redis store decimal text. A counter
+/// below 3·10^18 always has a byte outside `'0'..='9'` in its 8-byte form, so
+/// the two never look alike.
+pub fn decode_counter(bytes: &[u8]) -> Option<i64> {
+    let all_digits = !bytes.is_empty() && bytes.iter().all(|b| b.is_ascii_digit() || *b == b'-');
+    match <[u8; 8]>::try_from(bytes) {
+        Ok(raw) if !all_digits => Some(i64::from_le_bytes(raw)),
+        _ => std::str::from_utf8(bytes).ok()?.parse().ok(),
+    }
+}
+
 /// A storage read failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
@@ -79,6 +91,22 @@ pub trait Reader {
                 None => Ok(None),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_counter;
+
+    #[test]
+    fn counters_read_in_either_encoding() {
+        assert_eq!(decode_counter(&7i64.to_le_bytes()), Some(7));
+        assert_eq!(decode_counter(&0i64.to_le_bytes()), Some(0));
+        assert_eq!(decode_counter(&(1i64 << 40).to_le_bytes()), Some(1 << 40));
+        assert_eq!(decode_counter(b"7"), Some(7));
+        assert_eq!(decode_counter(b"12345678"), Some(12_345_678));
+        assert_eq!(decode_counter(b"-3"), Some(-3));
+        assert_eq!(decode_counter(b"junk"), None);
     }
 }
 

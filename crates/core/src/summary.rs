@@ -229,6 +229,19 @@ mod tests {
     }
 }
 
+/// A cache entry: the type's version when the answer was computed, then the
+/// answer's JSON, so a hit is served without parsing it.
+pub fn encode_cached(version: i64, body: &str) -> Vec<u8> {
+    format!("{version}\n{body}").into_bytes()
+}
+
+/// The version and body of a cache entry, if it is one.
+pub fn decode_cached(entry: &[u8]) -> Option<(i64, &[u8])> {
+    let newline = entry.iter().position(|b| *b == b'\n')?;
+    let version = std::str::from_utf8(&entry[..newline]).ok()?.parse().ok()?;
+    Some((version, &entry[newline + 1..]))
+}
+
 /// The aggregate of `request`'s window, read from at most a few hundred
 /// buckets however many metrics the type holds.
 pub fn window_aggregate(reader: &mut dyn crate::store::Reader, request: &SummaryRequest) -> Result<Aggregate, crate::store::ReadError> {
@@ -245,6 +258,19 @@ pub fn window_aggregate(reader: &mut dyn crate::store::Reader, request: &Summary
         total.merge(&aggregate);
     }
     Ok(total)
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    #[test]
+    fn cache_entries_round_trip_and_refuse_garbage() {
+        let entry = encode_cached(42, r#"{"count":1}"#);
+        assert_eq!(decode_cached(&entry), Some((42, &br#"{"count":1}"#[..])));
+        assert_eq!(decode_cached(b"{\"version\": 1}"), None);
+        assert_eq!(decode_cached(b"x\n{}"), None);
+    }
 }
 
 #[cfg(test)]

@@ -34,6 +34,14 @@ impl Kv {
         self.bucket.delete(key).map_err(message)
     }
 
+    /// A counter kept with [`Kv::increment`] (0 when missing), read without writing.
+    pub fn counter(&self, key: &str) -> Result<i64, String> {
+        match self.get(key)? {
+            None => Ok(0),
+            Some(bytes) => analytics_core::store::decode_counter(&bytes).ok_or_else(|| format!("`{key}` does not hold a counter")),
+        }
+    }
+
     /// Atomically adds `delta`; a missing key counts as 0.
     pub fn increment(&self, key: &str, delta: i64) -> Result<i64, String> {
         atomics::increment(&self.bucket, key, delta).map_err(message)

@@ -57,6 +57,10 @@ impl Redis {
         self.connection.set(key, value).map_err(message)
     }
 
+    pub fn del(&self, key: &str) -> Result<(), String> {
+        self.connection.del(&[key.to_string()]).map(drop).map_err(message)
+    }
+
     pub fn incr(&self, key: &str) -> Result<i64, String> {
         self.connection.incr(key).map_err(message)
     }

@@ -5,21 +5,22 @@ use spin_sdk::http::Response;
 
 /// A JSON response.
 pub fn json(status: u16, body: &serde_json::Value) -> Response {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .build()
+    json_with(status, body, &[])
 }
 
 /// A JSON response with extra headers.
 pub fn json_with(status: u16, body: &serde_json::Value, headers: &[(&str, String)]) -> Response {
+    raw_json(status, body.to_string().into_bytes(), headers)
+}
+
+/// A response whose JSON body is already serialised.
+pub fn raw_json(status: u16, body: Vec<u8>, headers: &[(&str, String)]) -> Response {
     let mut builder = Response::builder();
     builder.status(status).header("content-type", "application/json");
     for (name, value) in headers {
         builder.header(*name, value.as_str());
     }
-    builder.body(body.to_string()).build()
+    builder.body(body).build()
 }
 
 /// The documented error body; a 405 carries `Allow`.
