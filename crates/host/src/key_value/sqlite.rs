@@ -2,52 +2,74 @@
 //! (`spin_key_value(store, key, value)`), so a database file can move between
 //! this host and `spin up`.
 
-use std::path::Path;
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{KvError, KvResult};
 
+type SharedConnection = Arc<Mutex<Connection>>;
+
 /// One labelled store inside a SQLite database (a file, or memory).
 pub struct SqliteStore {
     label: String,
-    conn: Mutex<Connection>,
+    conn: SharedConnection,
+}
+
+/// The open connection to each database file. The host holds the file
+/// exclusively (no lock system calls per transaction), so every label in a
+/// file, and an app restarted in the same process, must share one connection.
+fn connection_to(path: &Path) -> anyhow::Result<SharedConnection> {
+    static OPEN: OnceLock<Mutex<HashMap<PathBuf, Weak<Mutex<Connection>>>>> = OnceLock::new();
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("cannot create key-value directory {}: {e}", dir.display()))?;
+    }
+    let key = match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) if !dir.as_os_str().is_empty() => dir.canonicalize()?.join(name),
+        _ => std::env::current_dir()?.join(path),
+    };
+    let mut open = OPEN.get_or_init(Default::default).lock().map_err(|_| anyhow::anyhow!("connection registry poisoned"))?;
+    if let Some(shared) = open.get(&key).and_then(Weak::upgrade) {
+        return Ok(shared);
+    }
+    let conn = Connection::open(path)
+        .map_err(|e| anyhow::anyhow!("cannot open key-value database {}: {e}", path.display()))?;
+    // WAL keeps a commit to one sequential write; NORMAL syncs at
+    // checkpoints, so a crash of this process loses nothing.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+    let shared = Arc::new(Mutex::new(conn));
+    open.retain(|_, weak| weak.strong_count() > 0);
+    open.insert(key, Arc::downgrade(&shared));
+    Ok(shared)
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`; `None` keeps it in memory.
     pub fn open(label: &str, path: Option<&Path>) -> anyhow::Result<Self> {
         let conn = match path {
-            Some(path) => {
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        anyhow::anyhow!("cannot create key-value directory {}: {e}", dir.display())
-                    })?;
-                }
-                let conn = Connection::open(path).map_err(|e| {
-                    anyhow::anyhow!("cannot open key-value database {}: {e}", path.display())
-                })?;
-                // WAL keeps a commit to one sequential write; NORMAL syncs at
-                // checkpoints, so a crash of this process loses nothing.
-                conn.pragma_update(None, "journal_mode", "WAL")?;
-                conn.pragma_update(None, "synchronous", "NORMAL")?;
-                conn
-            }
-            None => Connection::open_in_memory()?,
+            Some(path) => connection_to(path)?,
+            None => Arc::new(Mutex::new(Connection::open_in_memory()?)),
         };
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS spin_key_value (
-                store TEXT NOT NULL,
-                key TEXT NOT NULL,
-                value BLOB NOT NULL,
-                PRIMARY KEY (store, key)
-            )",
-        )?;
+        {
+            let conn = conn.lock().map_err(|_| anyhow::anyhow!("key-value store lock poisoned"))?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            conn.execute_batch(
+                "CREATE TABLE IF NOT EXISTS spin_key_value (
+                    store TEXT NOT NULL,
+                    key TEXT NOT NULL,
+                    value BLOB NOT NULL,
+                    PRIMARY KEY (store, key)
+                )",
+            )?;
+        }
         Ok(SqliteStore {
             label: label.to_string(),
-            conn: Mutex::new(conn),
+            conn,
         })
     }
 
