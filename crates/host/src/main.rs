@@ -62,7 +62,7 @@ fn build(manifest: &std::path::Path) -> anyhow::Result<()> {
     spin_host::build_components::build(&Manifest::load(manifest)?)
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Commands::Build { manifest } => build(&manifest),
