@@ -11,6 +11,7 @@
 //! | `entry:{type}:{second}:{n}` | the n-th metric stored in that second (JSON) |
 //! | `version:{type}` | counter bumped by every ingest; cached summaries carry it |
 //! | `types` | every metric type seen (JSON array) |
+//! | `init:{key}` | counter; whoever raises it to 1 writes `key`'s first value |
 
 use crate::aggregate::{Aggregate, DecodeError};
 use crate::metric::Metric;

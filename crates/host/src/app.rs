@@ -108,12 +108,27 @@ fn base_config() -> Config {
     // have to unwind (with an error, and a Rust backtrace when RUST_BACKTRACE
     // is set: a fifth of a request's instructions).
     config.concurrency_support(false);
+    // `SPIN_HOST_PROFILER=perfmap` names guest functions for `perf`.
+    if std::env::var("SPIN_HOST_PROFILER").is_ok_and(|p| p == "perfmap") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     config
+}
+
+/// Component instances the pool holds, for the whole process.
+const POOLED_INSTANCES: u32 = 1_000;
+
+/// Inbound requests running at once, process-wide. A request may chain to
+/// one more component, so this keeps instances within the pool; requests
+/// beyond it wait their turn instead of failing.
+fn admission() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| tokio::sync::Semaphore::new(POOLED_INSTANCES as usize * 2 / 5))
 }
 
 fn new_engine() -> anyhow::Result<Engine> {
     let mut pool = PoolingAllocationConfig::default();
-    pool.total_component_instances(1_000)
+    pool.total_component_instances(POOLED_INSTANCES)
         .total_core_instances(8_000)
         .total_memories(2_000)
         .total_tables(4_000)
@@ -292,6 +307,8 @@ impl App {
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
+        // Never closed, so acquiring cannot fail.
+        let _permit = admission().acquire().await.ok();
         self.shared.clone().handle(request, client).await
     }
 

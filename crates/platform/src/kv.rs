@@ -48,18 +48,34 @@ impl Kv {
     }
 
     /// Rewrites `key` with `change(current)` atomically: read, compute, swap,
-    /// and start over when someone else wrote in between. Returns what was written.
+    /// and start over when someone else wrote in between. Returns what
+    /// `change` returned for the value written.
     ///
-    /// Spin's swap is unconditional when the key did not exist, so a missing
-    /// key is first created with `increment(key, 0)` (an atomic insert) and
-    /// the loop then always swaps against a value it has seen.
+    /// Spin's swap is unconditional when the key did not exist, so creating a
+    /// key needs its own arbitration: whoever first raises the key's guard
+    /// counter (`increment` is atomic) writes the first value; everyone else
+    /// waits for that value and swaps against it.
     pub fn update<T>(&self, key: &str, mut change: impl FnMut(Option<&[u8]>) -> Result<(Vec<u8>, T), String>) -> Result<T, String> {
         let mut cas = atomics::Cas::new(&self.bucket, key).map_err(message)?;
         let mut current = cas.current().map_err(message)?;
         if current.is_none() {
-            self.increment(key, 0)?;
-            cas = atomics::Cas::new(&self.bucket, key).map_err(message)?;
-            current = cas.current().map_err(message)?;
+            if self.increment(&format!("init:{key}"), 1)? == 1 {
+                let (value, result) = change(None)?;
+                self.set(key, &value)?;
+                return Ok(result);
+            }
+            // The creator is between its two calls; the value is a moment away.
+            for _ in 0..CREATION_POLLS {
+                cas = atomics::Cas::new(&self.bucket, key).map_err(message)?;
+                current = cas.current().map_err(message)?;
+                if current.is_some() {
+                    break;
+                }
+                crate::clock::sleep_ms(1);
+            }
+            if current.is_none() {
+                return Err(format!("`{key}` was claimed for creation but never written"));
+            }
         }
         loop {
             let (next, result) = change(current.as_deref())?;
@@ -74,6 +90,9 @@ impl Kv {
         }
     }
 }
+
+/// How many times (1 ms apart) to look for a key another request is creating.
+const CREATION_POLLS: usize = 1_000;
 
 impl Reader for Kv {
     fn get_many(&mut self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, ReadError> {
