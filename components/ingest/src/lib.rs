@@ -102,7 +102,7 @@ fn accept(request: &Request, now: i64) -> Result<(u16, serde_json::Value), ApiEr
             if kv.increment(&claim_key(&id), 1).map_err(store_failed)? > 1 {
                 return duplicate(&kv, &metric);
             }
-            store(&kv, &metric).inspect_err(|_| {
+            store(&kv, &metric, true).inspect_err(|_| {
                 // Let a retry with the same id start over.
                 let _ = kv.delete(&claim_key(&id));
             })?;
@@ -110,7 +110,7 @@ fn accept(request: &Request, now: i64) -> Result<(u16, serde_json::Value), ApiEr
         }
         None => {
             let metric = new.with_id(new_id(now, clock::random_u128()));
-            store(&kv, &metric)?;
+            store(&kv, &metric, false)?;
             Ok((201, created(&metric)))
         }
     }
@@ -149,9 +149,13 @@ fn duplicate(kv: &Kv, metric: &Metric) -> Result<(u16, serde_json::Value), ApiEr
     Err(ApiError::new(409, "id_in_progress", format!("a request with id `{}` is still being processed; retry shortly", metric.id)))
 }
 
-fn store(kv: &Kv, metric: &Metric) -> Result<(), ApiError> {
+/// Stores a metric and folds it into its aggregates. With a client `id` the
+/// metric is also kept under that id, to answer retries.
+fn store(kv: &Kv, metric: &Metric, client_id: bool) -> Result<(), ApiError> {
     let record = serde_json::to_vec(metric).map_err(|e| ApiError::new(500, "internal_error", e.to_string()))?;
-    kv.set(&metric_key(&metric.id), &record).map_err(store_failed)?;
+    if client_id {
+        kv.set(&metric_key(&metric.id), &record).map_err(store_failed)?;
+    }
     for target in targets(metric.timestamp_ms) {
         let count = kv
             .update(&target.key(&metric.metric_type), |current| {

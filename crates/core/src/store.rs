@@ -4,7 +4,7 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `metric:{id}` | the metric (JSON), for idempotent re-posts |
+//! | `metric:{id}` | a metric posted with a client `id` (JSON), to answer re-posts |
 //! | `claim:{id}` | counter; whoever raises it to 1 owns the id |
 //! | `agg:{type}:{s|m|h|d}:{index}` | aggregate of one time bucket |
 //! | `agg:{type}:all` | all-time aggregate, with the list of days holding data |
