@@ -8,6 +8,11 @@ use clap::{Parser, Subcommand};
 use spin_host::manifest::Manifest;
 use spin_host::{App, AppOptions, RedisMode};
 
+// Requests allocate and free many small objects across two runtimes' threads;
+// mimalloc's thread-local free lists beat glibc's arenas here.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "spin-host", version, about = "Runs a Spin app (spin.toml) on wasmtime, as `spin up` would")]
 struct Cli {
