@@ -720,49 +720,31 @@ async fn evalsha_and_the_script_cache() {
     r.same(&["SCRIPT", "EXISTS", &sha, &seven]).await;
 }
 
-/// The shape of the API's rate limiter: a sorted set of request times per client.
-const SLIDING_WINDOW: &str = r#"
-local key = KEYS[1]
-local now = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-local limit = tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-local count = redis.call('ZCARD', key)
-local allowed = 0
-if count < limit then
-  redis.call('ZADD', key, now, ARGV[4])
-  count = count + 1
-  allowed = 1
-end
-redis.call('PEXPIRE', key, window)
-local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-local reset = now + window
-if oldest[2] then
-  reset = tonumber(oldest[2]) + window
-end
-return {allowed, count, limit - count, reset}
-"#;
-
+/// The API's rate-limit script, by EVAL and EVALSHA, decides like the core's
+/// plain model of the same sliding window, on both servers.
 #[tokio::test]
 async fn sliding_window_rate_limit_script() {
+    use analytics_core::rate_limit::{RateLimit, SlidingLog, SLIDING_WINDOW_SCRIPT};
     let mut r = both!();
-    let Reply::Bulk(sha) = r.same(&["SCRIPT", "LOAD", SLIDING_WINDOW]).await else { panic!("SCRIPT LOAD") };
+    let Reply::Bulk(sha) = r.same(&["SCRIPT", "LOAD", SLIDING_WINDOW_SCRIPT]).await else { panic!("SCRIPT LOAD") };
     let sha = String::from_utf8(sha).expect("hex");
+    let policy = RateLimit { limit: 3, window_ms: 1_000 };
+    let mut model = SlidingLog::default();
     let start = 1_700_000_000_000i64;
     let mut allowed = Vec::new();
     // Limit 3 per 1000 ms: the fourth quick request is refused; later ones get in as
     // earlier ones leave the window, until three fall within one window again.
     for (i, offset) in [0, 100, 200, 300, 1050, 1150, 1250, 1260].into_iter().enumerate() {
-        let now = (start + offset).to_string();
-        let id = format!("req-{i}");
+        let now = start + offset;
+        let [now_arg, window, limit, member] = policy.script_args(now, &format!("req-{i}"));
         let reply = if i % 2 == 0 {
-            r.eval(SLIDING_WINDOW, &["rl:client"], &[&now, "1000", "3", &id]).await
+            r.eval(SLIDING_WINDOW_SCRIPT, &["rl:client"], &[&now_arg, &window, &limit, &member]).await
         } else {
-            r.same(&["EVALSHA", &sha, "1", "rl:client", &now, "1000", "3", &id]).await
+            r.same(&["EVALSHA", &sha, "1", "rl:client", &now_arg, &window, &limit, &member]).await
         };
-        let Reply::Array(fields) = &reply else { panic!("not a table: {reply:?}") };
-        assert!(fields.iter().all(|f| matches!(f, Reply::Int(_))), "{reply:?}");
-        allowed.push(fields[0] == Reply::Int(1));
+        let decided = model.check(policy, now);
+        assert_eq!(reply, Reply::Array(decided.iter().copied().map(Reply::Int).collect()), "request {i} at +{offset} ms");
+        allowed.push(policy.decide(&decided, now).expect("three fields").allowed);
     }
     assert_eq!(allowed, [true, true, true, false, true, true, true, false]);
     r.same(&["ZRANGE", "rl:client", "0", "-1", "WITHSCORES"]).await;

@@ -139,7 +139,7 @@ fn new_engine() -> anyhow::Result<Engine> {
         // guest wrote reset, by copying, and keeps them resident: no madvise,
         // no page faults on the next request.
         pool.pagemap_scan(Enabled::Yes)
-            .linear_memory_keep_resident(1 << 20)
+            .linear_memory_keep_resident(512 << 10)
             .table_keep_resident(1 << 16);
     }
     // Without it, keeping memory resident means memsetting all of it on

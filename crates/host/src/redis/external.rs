@@ -1,7 +1,9 @@
 //! A real Redis server, through the `redis` crate's multiplexed connection:
-//! one shared connection per address, re-established after a failure.
+//! one shared connection per address and server thread, re-established after
+//! a failure.
 
 use std::collections::HashMap;
+use std::thread::ThreadId;
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
@@ -14,17 +16,24 @@ use super::reply::Reply;
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1000);
 
-/// Connections to real servers, by address.
+/// Connections to real servers, by address and by the thread that opened
+/// them: a connection's driver task runs on its opener's runtime, and the
+/// server gives each core its own runtime, so sharing one connection across
+/// them would cost a cross-core hop per command.
 #[derive(Default)]
 pub struct ExternalRedis {
-    connections: Mutex<HashMap<String, MultiplexedConnection>>,
+    connections: Mutex<HashMap<(String, ThreadId), MultiplexedConnection>>,
+}
+
+fn key(address: &str) -> (String, ThreadId) {
+    (address.to_string(), std::thread::current().id())
 }
 
 impl ExternalRedis {
     /// A connection to `address`, connecting now if there is none (as Spin connects on `open`).
     pub async fn connect(&self, address: &str) -> Result<MultiplexedConnection, String> {
         let mut connections = self.connections.lock().await;
-        if let Some(connection) = connections.get(address) {
+        if let Some(connection) = connections.get(&key(address)) {
             return Ok(connection.clone());
         }
         let client = redis::Client::open(address).map_err(|e| e.to_string())?;
@@ -35,7 +44,7 @@ impl ExternalRedis {
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(|e| e.to_string())?;
-        connections.insert(address.to_string(), connection.clone());
+        connections.insert(key(address), connection.clone());
         Ok(connection)
     }
 
@@ -51,7 +60,7 @@ impl ExternalRedis {
                 Ok(Reply::Error(server_error_text(&error)))
             }
             Err(error) => {
-                self.connections.lock().await.remove(address);
+                self.connections.lock().await.remove(&key(address));
                 Err(error.to_string())
             }
         }
