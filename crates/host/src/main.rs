@@ -43,7 +43,7 @@ enum Commands {
         runtime_config: Option<PathBuf>,
         /// Where the default key-value database lives (default: `.spin` next to the manifest;
         /// an empty value keeps it in memory).
-        #[arg(long)]
+        #[arg(long, value_parser = parse_path)]
         state_dir: Option<PathBuf>,
         /// Set an application variable, overriding SPIN_VARIABLE_<NAME> (repeatable).
         #[arg(long = "variable", value_parser = parse_variable)]
@@ -61,6 +61,11 @@ fn parse_variable(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| format!("`{text}` is not NAME=VALUE"))
+}
+
+/// Any path, the empty one included (clap's own path parser refuses it).
+fn parse_path(text: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(text))
 }
 
 fn build(manifest: &std::path::Path) -> anyhow::Result<()> {
@@ -104,5 +109,17 @@ async fn main() -> anyhow::Result<()> {
             println!("Stopped.");
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_state_dir_is_accepted() {
+        let cli = Cli::try_parse_from(["spin-host", "up", "--state-dir", ""]).expect("parses");
+        let Commands::Up { state_dir, .. } = cli.command else { panic!("not up") };
+        assert_eq!(state_dir, Some(PathBuf::new()));
     }
 }
