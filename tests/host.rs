@@ -335,6 +335,16 @@ async fn key_value_atomics_hold_under_concurrent_guests() {
     assert_eq!(denied["error"], "AccessDenied", "{denied}");
 }
 
+#[tokio::test]
+async fn a_response_leaves_only_once_its_writes_are_committed() {
+    let app = TestApp::start(&probe(), &[]).await;
+    let store = app.app.key_value("default").expect("the default store");
+    for path in ["/probe/incr?key=hits", "/probe/cas?key=swaps", "/probe/get?key=hits"] {
+        probe_json(&app, path).await;
+        assert!(!store.uncommitted(), "{path}: answered with writes still uncommitted");
+    }
+}
+
 async fn var(app: &TestApp, name: &str) -> Value {
     probe_json(app, &format!("/probe/var?name={name}")).await
 }

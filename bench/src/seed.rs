@@ -15,7 +15,7 @@ use analytics_core::metric::{new_id, Metric};
 use analytics_core::store::{entry_key, metric_key, version_key, TYPES_KEY};
 use analytics_core::time::{Bucket, Level};
 use anyhow::Context;
-use spin_host::key_value::SqliteStore;
+use spin_host::key_value::{Session, SqliteStore};
 
 /// Metrics are spread evenly over this much time before `now`.
 pub const SPAN_MS: i64 = 30 * 86_400 * 1_000;
@@ -131,7 +131,11 @@ pub fn seed_file(path: &Path, seeds: &[Seed], now_ms: i64) -> anyhow::Result<See
     let mut writing = Duration::ZERO;
     let rows = records(seeds, now_ms, |batch| {
         let t = Instant::now();
-        store.set_many(&batch).with_context(|| format!("writing {} rows to {}", batch.len(), path.display()))?;
+        let session = Session::default();
+        store
+            .set_many(&session, &batch)
+            .and_then(|()| session.commit())
+            .with_context(|| format!("writing {} rows to {}", batch.len(), path.display()))?;
         writing += t.elapsed();
         Ok(())
     })?;
@@ -213,8 +217,8 @@ mod tests {
         let stats = seed_file(&path, &[Seed { metric_type: "t".into(), count: 500 }], NOW).unwrap();
         assert_eq!(stats.metrics, 500);
         let store = SqliteStore::open("default", Some(&path)).unwrap();
-        let total = Aggregate::decode(&store.get("agg:t:all").unwrap().unwrap()).unwrap().unwrap();
+        let total = Aggregate::decode(&store.get(&Session::default(), "agg:t:all").unwrap().unwrap()).unwrap().unwrap();
         assert_eq!(total.count, 500);
-        assert_eq!(store.get("version:t").unwrap(), Some(500i64.to_le_bytes().to_vec()));
+        assert_eq!(store.get(&Session::default(), "version:t").unwrap(), Some(500i64.to_le_bytes().to_vec()));
     }
 }

@@ -427,6 +427,7 @@ impl Shared {
         let outparam = store.data_mut().http().new_response_outparam(sender)?;
         let pre = loaded.pre.clone();
         let id = route.component.clone();
+        let kv_session = store.data().kv_session.clone();
         let task = tokio::spawn(async move {
             let proxy = pre.instantiate_async(&mut store).await?;
             let result = proxy
@@ -436,10 +437,23 @@ impl Shared {
             if let Err(error) = &result {
                 eprintln!("error: component `{id}` trapped: {error:#}");
             }
+            // Writes made after the response was handed over (a streaming guest).
+            if let Err(error) = store.data().kv_session.commit() {
+                eprintln!("error: component `{id}`: {error}");
+            }
             result
         });
         match receiver.await {
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => {
+                // Let requests that are ready run first: their writes join the
+                // same transaction, and one commit may then serve several.
+                tokio::task::yield_now().await;
+                if let Err(error) = kv_session.commit() {
+                    eprintln!("error: component `{}`: {error}; answering 503 instead", route.component);
+                    return Ok(status_only(StatusCode::SERVICE_UNAVAILABLE));
+                }
+                Ok(response)
+            }
             Ok(Err(code)) => bail!("the component answered with error code {code:?}"),
             Err(_) => match task.await {
                 Ok(Ok(())) => bail!("the component returned without setting a response"),

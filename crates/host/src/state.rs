@@ -11,6 +11,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::allowed_hosts::AllowedHosts;
 use crate::app::Shared;
+use crate::key_value::Session;
 use crate::outbound_http::OutboundHttp;
 
 /// A component's configuration, resolved once at start.
@@ -37,6 +38,8 @@ pub struct HostState {
     pub component: Arc<ComponentConfig>,
     pub app: Arc<Shared>,
     pub limits: StoreLimits,
+    /// Committed before the response leaves (see [`Session`]).
+    pub kv_session: Arc<Session>,
 }
 
 impl HostState {
@@ -60,6 +63,7 @@ impl HostState {
                 .memory_size(MAX_GUEST_MEMORY)
                 .instances(16)
                 .build(),
+            kv_session: Arc::default(),
         }
     }
 }

@@ -1,12 +1,14 @@
 //! Key-value stores, served to guests through both `fermyon:spin/key-value`
 //! and `wasi:keyvalue` (store, atomics, batch).
 
+pub mod session;
 mod spin_interface;
 pub mod sqlite;
 mod wasi_interface;
 
 use std::sync::Arc;
 
+pub use session::Session;
 pub use sqlite::SqliteStore;
 
 /// A failure inside a store.

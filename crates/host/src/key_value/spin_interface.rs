@@ -28,23 +28,23 @@ impl spin_key_value::HostStore for HostState {
     }
 
     fn get(&mut self, s: Resource<StoreHandle>, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
-        to_guest(self.table.get(&s)?.store.get(&key))
+        to_guest(self.table.get(&s)?.store.get(&self.kv_session, &key))
     }
 
     fn set(&mut self, s: Resource<StoreHandle>, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), Error>> {
-        to_guest(self.table.get(&s)?.store.set(&key, &value))
+        to_guest(self.table.get(&s)?.store.set(&self.kv_session, &key, &value))
     }
 
     fn delete(&mut self, s: Resource<StoreHandle>, key: String) -> wasmtime::Result<Result<(), Error>> {
-        to_guest(self.table.get(&s)?.store.delete(&key))
+        to_guest(self.table.get(&s)?.store.delete(&self.kv_session, &key))
     }
 
     fn exists(&mut self, s: Resource<StoreHandle>, key: String) -> wasmtime::Result<Result<bool, Error>> {
-        to_guest(self.table.get(&s)?.store.get(&key).map(|v| v.is_some()))
+        to_guest(self.table.get(&s)?.store.get(&self.kv_session, &key).map(|v| v.is_some()))
     }
 
     fn get_keys(&mut self, s: Resource<StoreHandle>) -> wasmtime::Result<Result<Vec<String>, Error>> {
-        to_guest(self.table.get(&s)?.store.keys())
+        to_guest(self.table.get(&s)?.store.keys(&self.kv_session))
     }
 
     fn drop(&mut self, s: Resource<StoreHandle>) -> wasmtime::Result<()> {

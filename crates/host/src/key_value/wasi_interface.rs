@@ -30,19 +30,19 @@ impl wasi_store::Host for HostState {
 
 impl wasi_store::HostBucket for HostState {
     fn get(&mut self, b: Resource<StoreHandle>, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
-        to_guest(self.table.get(&b)?.store.get(&key))
+        to_guest(self.table.get(&b)?.store.get(&self.kv_session, &key))
     }
 
     fn set(&mut self, b: Resource<StoreHandle>, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), Error>> {
-        to_guest(self.table.get(&b)?.store.set(&key, &value))
+        to_guest(self.table.get(&b)?.store.set(&self.kv_session, &key, &value))
     }
 
     fn delete(&mut self, b: Resource<StoreHandle>, key: String) -> wasmtime::Result<Result<(), Error>> {
-        to_guest(self.table.get(&b)?.store.delete(&key))
+        to_guest(self.table.get(&b)?.store.delete(&self.kv_session, &key))
     }
 
     fn exists(&mut self, b: Resource<StoreHandle>, key: String) -> wasmtime::Result<Result<bool, Error>> {
-        to_guest(self.table.get(&b)?.store.get(&key).map(|v| v.is_some()))
+        to_guest(self.table.get(&b)?.store.get(&self.kv_session, &key).map(|v| v.is_some()))
     }
 
     /// Like Spin: every key at once, and no cursors.
@@ -50,7 +50,7 @@ impl wasi_store::HostBucket for HostState {
         if cursor.is_some() {
             return Ok(Err(Error::Other("list_keys: cursor not supported".into())));
         }
-        to_guest(self.table.get(&b)?.store.keys().map(|keys| KeyResponse { keys, cursor: None }))
+        to_guest(self.table.get(&b)?.store.keys(&self.kv_session).map(|keys| KeyResponse { keys, cursor: None }))
     }
 
     fn drop(&mut self, b: Resource<StoreHandle>) -> wasmtime::Result<()> {
@@ -61,16 +61,16 @@ impl wasi_store::HostBucket for HostState {
 
 impl wasi_atomics::Host for HostState {
     fn increment(&mut self, b: Resource<StoreHandle>, key: String, delta: i64) -> wasmtime::Result<Result<i64, Error>> {
-        to_guest(self.table.get(&b)?.store.increment(&key, delta))
+        to_guest(self.table.get(&b)?.store.increment(&self.kv_session, &key, delta))
     }
 
     fn swap(&mut self, cas: Resource<CasHandle>, value: Vec<u8>) -> wasmtime::Result<Result<(), CasError>> {
         let handle = self.table.delete(cas)?;
-        match handle.store.swap(&handle.key, handle.snapshot.as_deref(), &value) {
+        match handle.store.swap(&self.kv_session, &handle.key, handle.snapshot.as_deref(), &value) {
             Ok(true) => Ok(Ok(())),
             Ok(false) => {
                 // As in Spin, the failure carries a fresh handle that has read the new value.
-                let snapshot = match handle.store.get(&handle.key) {
+                let snapshot = match handle.store.get(&self.kv_session, &handle.key) {
                     Ok(v) => v,
                     Err(e) => return Ok(Err(CasError::StoreError(Error::Other(e.to_string())))),
                 };
@@ -91,7 +91,7 @@ impl wasi_atomics::HostCas for HostState {
 
     fn current(&mut self, cas: Resource<CasHandle>) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
         let handle = self.table.get_mut(&cas)?;
-        match handle.store.get(&handle.key) {
+        match handle.store.get(&self.kv_session, &handle.key) {
             Ok(value) => {
                 handle.snapshot = value.clone();
                 Ok(Ok(value))
@@ -112,15 +112,15 @@ impl wasi_batch::Host for HostState {
         b: Resource<StoreHandle>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<(String, Option<Vec<u8>>)>, Error>> {
-        let found = self.table.get(&b)?.store.get_many(&keys);
+        let found = self.table.get(&b)?.store.get_many(&self.kv_session, &keys);
         to_guest(found.map(|pairs| pairs.into_iter().map(|(k, v)| (k, Some(v))).collect()))
     }
 
     fn set_many(&mut self, b: Resource<StoreHandle>, key_values: Vec<(String, Vec<u8>)>) -> wasmtime::Result<Result<(), Error>> {
-        to_guest(self.table.get(&b)?.store.set_many(&key_values))
+        to_guest(self.table.get(&b)?.store.set_many(&self.kv_session, &key_values))
     }
 
     fn delete_many(&mut self, b: Resource<StoreHandle>, keys: Vec<String>) -> wasmtime::Result<Result<(), Error>> {
-        to_guest(self.table.get(&b)?.store.delete_many(&keys))
+        to_guest(self.table.get(&b)?.store.delete_many(&self.kv_session, &keys))
     }
 }
