@@ -128,9 +128,6 @@ fn connection_to(path: &Path) -> anyhow::Result<SharedDatabase> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
-    // A checkpoint syncs the disk while the store is locked: every 40 MB of
-    // WAL rather than SQLite's 4 MB makes those pauses ten times rarer.
-    conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
     let shared = Arc::new(Mutex::new(Database::new(conn)));
     open.retain(|_, weak| weak.strong_count() > 0);
     open.insert(key, Arc::downgrade(&shared));
