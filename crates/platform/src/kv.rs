@@ -59,10 +59,14 @@ impl Kv {
         let mut cas = atomics::Cas::new(&self.bucket, key).map_err(message)?;
         let mut current = cas.current().map_err(message)?;
         if current.is_none() {
-            if self.increment(&format!("init:{key}"), 1)? == 1 {
-                let (value, result) = change(None)?;
-                self.set(key, &value)?;
-                return Ok(result);
+            let guard = format!("init:{key}");
+            if self.increment(&guard, 1)? == 1 {
+                let created = change(None).and_then(|(value, result)| self.set(key, &value).map(|()| result));
+                if created.is_err() {
+                    // Others wait for this value: let the next writer create it instead.
+                    let _ = self.delete(&guard);
+                }
+                return created;
             }
             // The creator is between its two calls; the value is a moment away.
             for _ in 0..CREATION_POLLS {
