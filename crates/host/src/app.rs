@@ -445,9 +445,6 @@ impl Shared {
         });
         match receiver.await {
             Ok(Ok(response)) => {
-                // Let requests that are ready run first: their writes join the
-                // same transaction, and one commit may then serve several.
-                tokio::task::yield_now().await;
                 if let Err(error) = kv_session.commit() {
                     eprintln!("error: component `{}`: {error}; answering 503 instead", route.component);
                     return Ok(status_only(StatusCode::SERVICE_UNAVAILABLE));
