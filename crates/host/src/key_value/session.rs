@@ -1,10 +1,10 @@
 //! What one request did inside the shared, still-open key-value transactions,
 //! so that its answer leaves only once they are committed.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use super::sqlite::SharedDatabase;
-use super::{KvError, KvResult};
+use super::sqlite::{lock, SharedDatabase};
+use super::KvResult;
 
 /// The transactions a request wrote to, or read uncommitted data from.
 ///
@@ -25,10 +25,14 @@ struct Used {
 }
 
 impl Session {
+    /// The record itself; a list that is only ever pushed to or taken whole
+    /// stays consistent even if a holder panicked.
+    fn record(&self) -> MutexGuard<'_, Vec<Used>> {
+        self.used.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub(super) fn used(&self, db: &SharedDatabase, generation: u64) {
-        let Ok(mut used) = self.used.lock() else {
-            return;
-        };
+        let mut used = self.record();
         match used.iter_mut().find(|u| Arc::ptr_eq(&u.db, db)) {
             Some(u) => u.last = u.last.max(generation),
             None => used.push(Used { db: db.clone(), first: generation, last: generation }),
@@ -39,16 +43,10 @@ impl Session {
     /// transactions), and fails if any of it was rolled back. Later use
     /// starts a new record.
     pub fn commit(&self) -> KvResult<()> {
-        let used = match self.used.lock() {
-            Ok(mut used) => std::mem::take(&mut *used),
-            Err(_) => return Err(KvError::Other("key-value session lock poisoned".into())),
-        };
+        let used = std::mem::take(&mut *self.record());
         let mut outcome = Ok(());
         for u in used {
-            let committed = match u.db.lock() {
-                Ok(mut db) => db.commit(u.first, u.last),
-                Err(_) => Err(KvError::Other("key-value store lock poisoned".into())),
-            };
+            let committed = lock(&u.db).and_then(|mut db| db.commit(u.first, u.last));
             if outcome.is_ok() {
                 outcome = committed;
             }

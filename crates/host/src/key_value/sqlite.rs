@@ -28,6 +28,11 @@ pub(super) struct Database {
 
 pub(super) type SharedDatabase = Arc<Mutex<Database>>;
 
+/// The database, for one operation or one commit.
+pub(super) fn lock(db: &SharedDatabase) -> KvResult<MutexGuard<'_, Database>> {
+    db.lock().map_err(|_| KvError::Other("key-value store lock poisoned".into()))
+}
+
 /// How many rolled-back generations to remember; a request spans far fewer.
 const FAILED_MEMORY: usize = 1024;
 
@@ -50,7 +55,7 @@ impl Database {
     /// SQLite rolls a transaction back by itself after some errors (a full
     /// disk, for one); notice it so the requests that used it learn of it.
     fn notice_rollback(&mut self) {
-        if self.open.is_some() && self.conn.is_autocommit() {
+        if self.conn.is_autocommit() {
             if let Some(generation) = self.open.take() {
                 self.mark_failed(generation);
             }
@@ -149,7 +154,7 @@ impl SqliteStore {
             None => Arc::new(Mutex::new(Database::new(Connection::open_in_memory()?))),
         };
         {
-            let db = db.lock().map_err(|_| anyhow::anyhow!("key-value store lock poisoned"))?;
+            let db = lock(&db)?;
             db.conn.busy_timeout(std::time::Duration::from_secs(5))?;
             db.conn.execute_batch(
                 "CREATE TABLE IF NOT EXISTS spin_key_value (
@@ -169,17 +174,13 @@ impl SqliteStore {
     /// Whether writes wait in an open transaction (none should once every
     /// response is out).
     pub fn uncommitted(&self) -> bool {
-        self.lock().map(|db| db.open.is_some()).unwrap_or(false)
-    }
-
-    fn lock(&self) -> KvResult<MutexGuard<'_, Database>> {
-        self.db.lock().map_err(|_| KvError::Other("key-value store lock poisoned".into()))
+        lock(&self.db).map(|db| db.open.is_some()).unwrap_or(false)
     }
 
     /// Runs `f` for `session`, inside the shared transaction when it writes,
     /// and records the transaction the session saw or joined.
     fn with<T>(&self, session: &Session, access: Access, f: impl FnOnce(&mut Connection) -> KvResult<T>) -> KvResult<T> {
-        let mut db = self.lock()?;
+        let mut db = lock(&self.db)?;
         db.notice_rollback();
         if access == Access::Write {
             db.begin().map_err(other)?;
@@ -369,9 +370,9 @@ mod tests {
         let (first, second) = (Session::default(), Session::default());
         s.set(&first, "a", b"1").unwrap();
         s.set(&second, "b", b"2").unwrap();
-        assert!(!s.lock().unwrap().conn.is_autocommit(), "both writes wait in one open transaction");
+        assert!(!lock(&s.db).unwrap().conn.is_autocommit(), "both writes wait in one open transaction");
         first.commit().unwrap();
-        assert!(s.lock().unwrap().conn.is_autocommit(), "one commit took both");
+        assert!(lock(&s.db).unwrap().conn.is_autocommit(), "one commit took both");
         second.commit().unwrap();
         assert_eq!(committed(|t| s.get_many(t, &["a".into(), "b".into()])).len(), 2);
     }
@@ -383,7 +384,7 @@ mod tests {
         s.set(&writer, "a", b"1").unwrap();
         assert_eq!(s.get(&reader, "a").unwrap().as_deref(), Some(&b"1"[..]));
         reader.commit().unwrap();
-        assert!(s.lock().unwrap().conn.is_autocommit());
+        assert!(lock(&s.db).unwrap().conn.is_autocommit());
     }
 
     #[test]
@@ -393,7 +394,7 @@ mod tests {
         s.set(&lost, "a", b"1").unwrap();
         s.get(&reader, "a").unwrap();
         // What SQLite does by itself after, say, a full disk.
-        s.lock().unwrap().conn.execute_batch("ROLLBACK").unwrap();
+        lock(&s.db).unwrap().conn.execute_batch("ROLLBACK").unwrap();
         s.set(&later, "b", b"2").unwrap();
         assert!(lost.commit().is_err());
         assert!(reader.commit().is_err());

@@ -67,10 +67,13 @@ impl SortedSet {
     }
 }
 
+/// A Redis hash: field to value.
+type Fields = HashMap<Vec<u8>, Vec<u8>>;
+
 #[derive(Debug, Clone)]
 enum Value {
     Str(Vec<u8>),
-    Hash(HashMap<Vec<u8>, Vec<u8>>),
+    Hash(Fields),
     Set(HashSet<Vec<u8>>),
     ZSet(SortedSet),
 }
@@ -299,7 +302,7 @@ impl Db {
         })
     }
 
-    fn hash(&mut self, key: &[u8], now: i64, create: bool) -> Result<Option<&mut HashMap<Vec<u8>, Vec<u8>>>, Reply> {
+    fn hash(&mut self, key: &[u8], now: i64, create: bool) -> Result<Option<&mut Fields>, Reply> {
         self.typed(key, now, create, || Value::Hash(HashMap::new()), |v| match v {
             Value::Hash(h) => Some(h),
             _ => None,
