@@ -15,7 +15,7 @@ use analytics_core::metric::{new_id, Metric};
 use analytics_core::store::{entry_key, metric_key, version_key, TYPES_KEY};
 use analytics_core::time::{Bucket, Level};
 use anyhow::Context;
-use spin_host::key_value::{Session, SqliteStore};
+use rusqlite::{params, Connection};
 
 /// Metrics are spread evenly over this much time before `now`.
 pub const SPAN_MS: i64 = 30 * 86_400 * 1_000;
@@ -126,20 +126,30 @@ pub fn records(
 /// Writes the records of `seeds` into the key-value file at `path` (store
 /// `default`, Spin's table layout), as a host would find them.
 pub fn seed_file(path: &Path, seeds: &[Seed], now_ms: i64) -> anyhow::Result<SeedStats> {
-    let store = SqliteStore::open("default", Some(path)).with_context(|| format!("opening {}", path.display()))?;
+    let mut connection = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+    connection.execute_batch(
+        "CREATE TABLE IF NOT EXISTS spin_key_value (
+            store TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL, PRIMARY KEY (store, key))",
+    )?;
     let started = Instant::now();
     let mut writing = Duration::ZERO;
     let rows = records(seeds, now_ms, |batch| {
         let t = Instant::now();
-        let session = Session::default();
-        store
-            .set_many(&session, &batch)
-            .and_then(|()| session.commit())
-            .with_context(|| format!("writing {} rows to {}", batch.len(), path.display()))?;
+        let tx = connection.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO spin_key_value (store, key, value) VALUES ('default', ?1, ?2)
+                 ON CONFLICT(store, key) DO UPDATE SET value = excluded.value",
+            )?;
+            for (key, value) in &batch {
+                insert.execute(params![key, value])?;
+            }
+        }
+        tx.commit().with_context(|| format!("writing {} rows to {}", batch.len(), path.display()))?;
         writing += t.elapsed();
         Ok(())
     })?;
-    drop(store);
+    drop(connection);
     let total = started.elapsed();
     Ok(SeedStats {
         metrics: seeds.iter().map(|s| s.count).sum(),
@@ -216,9 +226,14 @@ mod tests {
         let path = dir.path().join("sqlite_key_value.db");
         let stats = seed_file(&path, &[Seed { metric_type: "t".into(), count: 500 }], NOW).unwrap();
         assert_eq!(stats.metrics, 500);
-        let store = SqliteStore::open("default", Some(&path)).unwrap();
-        let total = Aggregate::decode(&store.get(&Session::default(), "agg:t:all").unwrap().unwrap()).unwrap().unwrap();
+        let connection = Connection::open(&path).unwrap();
+        let get = |key: &str| -> Vec<u8> {
+            connection
+                .query_row("SELECT value FROM spin_key_value WHERE store = 'default' AND key = ?1", [key], |r| r.get(0))
+                .unwrap()
+        };
+        let total = Aggregate::decode(&get("agg:t:all")).unwrap().unwrap();
         assert_eq!(total.count, 500);
-        assert_eq!(store.get(&Session::default(), "version:t").unwrap(), Some(500i64.to_le_bytes().to_vec()));
+        assert_eq!(get("version:t"), 500i64.to_le_bytes().to_vec());
     }
 }

@@ -12,18 +12,21 @@ use anyhow::{bail, Context};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::{WasiBody, WasiHttpView};
 
 use crate::allowed_hosts::AllowedHosts;
-use crate::key_value::SqliteStore;
+use crate::component::ComponentConfig;
+use crate::key_value::{SpinRedisDefects, Store, StoreMode};
 use crate::manifest::Manifest;
+use crate::outbound_http::{BoxFuture, Dispatch};
 use crate::redis::{RedisMode, RedisService};
 use crate::router::{RouteMatch, Router};
-use crate::runtime_config::RuntimeConfig;
-use crate::state::{ComponentConfig, HostState, MAX_GUEST_MEMORY};
+use crate::runtime_config::{RuntimeConfig, StoreOptions};
+use crate::services::Services;
+use crate::state::{HostState, MAX_GUEST_MEMORY};
 use crate::variables::{VariableError, Variables};
 
 /// How to load and run an application.
@@ -39,6 +42,10 @@ pub struct AppOptions {
     /// Variable values that win over the environment, like `spin up --variable`.
     pub variables: BTreeMap<String, String>,
     pub redis: RedisMode,
+    /// Fast, or with Spin's costs.
+    pub store_mode: StoreMode,
+    /// Redis-backed key-value stores behave like this Spin's.
+    pub redis_defects: SpinRedisDefects,
     /// Print one line per request.
     pub log_requests: bool,
 }
@@ -51,6 +58,8 @@ impl AppOptions {
             state_dir: None,
             variables: BTreeMap::new(),
             redis: RedisMode::Auto,
+            store_mode: StoreMode::Fast,
+            redis_defects: SpinRedisDefects::None,
             log_requests: false,
         }
     }
@@ -69,8 +78,7 @@ pub struct Shared {
     components: HashMap<String, Loaded>,
     /// Components named by some trigger, public or private: chaining can reach only these.
     chainable: std::collections::HashSet<String>,
-    pub(crate) key_value: HashMap<String, Arc<SqliteStore>>,
-    pub(crate) redis: RedisService,
+    services: Arc<Services>,
     log_requests: bool,
 }
 
@@ -170,7 +178,7 @@ fn resolve_component(
     manifest: &Manifest,
     variables: &Variables,
     id: &str,
-    known_stores: &HashMap<String, Arc<SqliteStore>>,
+    known_stores: &HashMap<String, Arc<dyn Store>>,
 ) -> anyhow::Result<ComponentConfig> {
     let decl = &manifest.components[id];
     let key = |k: &str| format!("{}: component.{id}.{k}", manifest.path.display());
@@ -264,8 +272,9 @@ impl App {
             None => RuntimeConfig::default(),
         };
         let state_dir = options.state_dir.clone().unwrap_or_else(|| manifest.root.join(".spin"));
-        let key_value = runtime_config.open_stores(&state_dir)?;
-        let redis = RedisService::new(options.redis.resolve(&variables));
+        let store_options = StoreOptions { mode: options.store_mode, redis_defects: options.redis_defects };
+        let key_value = runtime_config.open_stores(&state_dir, &store_options)?;
+        let redis = RedisService::new(options.redis.resolve(&variables), options.store_mode == StoreMode::Spin);
 
         let engine = engine()?;
         let linker = linker(&engine)?;
@@ -294,8 +303,7 @@ impl App {
                 router,
                 components,
                 chainable: manifest.http_triggers.iter().map(|t| t.component.clone()).collect(),
-                key_value,
-                redis,
+                services: Arc::new(Services { key_value, redis }),
                 log_requests: options.log_requests,
             }),
         })
@@ -314,17 +322,17 @@ impl App {
 
     /// The embedded Redis, when the app uses it (tests stop and start it).
     pub fn redis(&self) -> &RedisService {
-        &self.shared.redis
+        &self.shared.services.redis
     }
 
     /// A key-value store by label, for tests and seeding.
-    pub fn key_value(&self, label: &str) -> Option<Arc<SqliteStore>> {
-        self.shared.key_value.get(label).cloned()
+    pub fn key_value(&self, label: &str) -> Option<Arc<dyn Store>> {
+        self.shared.services.key_value.get(label).cloned()
     }
 }
 
 impl Shared {
-    pub(crate) async fn handle<B>(self: Arc<Self>, request: Request<B>, client: SocketAddr) -> Response<WasiBody>
+    async fn handle<B>(self: Arc<Self>, request: Request<B>, client: SocketAddr) -> Response<WasiBody>
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
@@ -361,7 +369,7 @@ impl Shared {
     }
 
     /// Runs `route.component` on `request` with Spin's `spin-*` headers added.
-    pub(crate) async fn serve<B>(
+    async fn serve<B>(
         self: Arc<Self>,
         route: RouteMatch,
         request: Request<B>,
@@ -420,7 +428,9 @@ impl Shared {
         }
         let request = Request::from_parts(parts, body);
 
-        let mut store = Store::new(&self.engine, HostState::new(self.clone(), loaded.config.clone()));
+        let dispatch: Arc<dyn Dispatch> = self.clone();
+        let state = HostState::new(self.services.clone(), dispatch, loaded.config.clone());
+        let mut store = wasmtime::Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let incoming = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
@@ -460,8 +470,23 @@ impl Shared {
         }
     }
 
-    /// Whether `id` can be reached by service chaining (it has some trigger).
-    pub(crate) fn is_chainable(&self, id: &str) -> bool {
+}
+
+impl Dispatch for Shared {
+    fn handle(self: Arc<Self>, request: Request<WasiBody>, client: SocketAddr) -> BoxFuture<Response<WasiBody>> {
+        Box::pin(Shared::handle(self, request, client))
+    }
+
+    fn serve(
+        self: Arc<Self>,
+        route: RouteMatch,
+        request: Request<WasiBody>,
+        client: SocketAddr,
+    ) -> BoxFuture<anyhow::Result<Response<WasiBody>>> {
+        Box::pin(Shared::serve(self, route, request, client))
+    }
+
+    fn is_chainable(&self, id: &str) -> bool {
         self.chainable.contains(id)
     }
 }

@@ -5,6 +5,10 @@ wasmtime::component::bindgen!({
     world: "host",
     imports: {
         "fermyon:spin/redis": async | trappable,
+        "fermyon:spin/key-value": async | trappable,
+        "wasi:keyvalue/store": async | trappable,
+        "wasi:keyvalue/atomics": async | trappable,
+        "wasi:keyvalue/batch": async | trappable,
         default: trappable,
     },
     with: {

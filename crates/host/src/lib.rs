@@ -3,13 +3,14 @@
 //!
 //! Guests get WASI 0.2, `wasi:http` (outbound calls checked against
 //! `allowed_outbound_hosts`, service chaining in-process), Spin variables,
-//! key-value (`fermyon:spin/key-value` and `wasi:keyvalue`) on SQLite, and
-//! Redis, either embedded in the process or a real server.
+//! key-value (`fermyon:spin/key-value` and `wasi:keyvalue`) on SQLite or a
+//! Redis server, and Redis, either embedded in the process or a real server.
 
 pub mod allowed_hosts;
 pub mod app;
 mod bindings;
 pub mod build_components;
+mod component;
 mod imports;
 pub mod key_value;
 pub mod manifest;
@@ -18,8 +19,10 @@ pub mod redis;
 pub mod router;
 pub mod runtime_config;
 pub mod server;
+mod services;
 mod state;
 pub mod variables;
 
 pub use app::{App, AppOptions};
+pub use key_value::{SpinRedisDefects, StoreMode};
 pub use redis::RedisMode;

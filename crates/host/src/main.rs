@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use spin_host::manifest::Manifest;
-use spin_host::{App, AppOptions, RedisMode};
+use spin_host::{App, AppOptions, RedisMode, SpinRedisDefects, StoreMode};
 
 // Requests allocate and free many small objects across two runtimes' threads;
 // mimalloc's thread-local free lists beat glibc's arenas here.
@@ -51,6 +51,14 @@ enum Commands {
         /// Which Redis the guests reach.
         #[arg(long, value_enum, default_value = "auto", env = "SPIN_HOST_REDIS")]
         redis: RedisMode,
+        /// `spin`: every key-value write is its own durable SQLite transaction and every
+        /// guest Redis `open` a new connection, as under `spin up`, to see Spin's costs.
+        #[arg(long, value_enum, default_value = "fast", env = "SPIN_HOST_STORE_MODE")]
+        store_mode: StoreMode,
+        /// Make Redis-backed key-value stores (runtime config `type = "redis"`) behave
+        /// like Spin v4.0.2's: every swap reported as failed, `get-many` broken.
+        #[arg(long, value_enum, default_value = "none", env = "SPIN_HOST_KV_REDIS_DEFECTS")]
+        kv_redis_defects: SpinRedisDefects,
         /// Do not print a line per request.
         #[arg(long)]
         quiet: bool,
@@ -84,6 +92,8 @@ async fn main() -> anyhow::Result<()> {
             state_dir,
             variables,
             redis,
+            store_mode,
+            kv_redis_defects,
             quiet,
         } => {
             if also_build {
@@ -95,6 +105,8 @@ async fn main() -> anyhow::Result<()> {
                 state_dir,
                 variables: variables.into_iter().collect(),
                 redis,
+                store_mode,
+                redis_defects: kv_redis_defects,
                 log_requests: !quiet,
             };
             let app = App::load(options).await?;

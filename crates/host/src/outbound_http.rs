@@ -11,9 +11,8 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
-use crate::app::Shared;
-use crate::router::Router;
-use crate::state::ComponentConfig;
+use crate::component::ComponentConfig;
+use crate::router::{RouteMatch, Router};
 
 /// Where an outbound request goes.
 #[derive(Debug, PartialEq, Eq)]
@@ -53,17 +52,35 @@ pub(crate) fn chaining_target(host: &str) -> Option<&str> {
     (!component.is_empty() && !component.contains('.')).then_some(component)
 }
 
+/// The application itself, as outbound requests reach it: requests to the
+/// app and to a component by service chaining are served in-process.
+pub trait Dispatch: Send + Sync {
+    /// Serves a request as if it came in from `client`.
+    fn handle(self: Arc<Self>, request: Request<WasiBody>, client: SocketAddr) -> BoxFuture<Response<WasiBody>>;
+    /// Runs the component `route` names on `request`.
+    fn serve(
+        self: Arc<Self>,
+        route: RouteMatch,
+        request: Request<WasiBody>,
+        client: SocketAddr,
+    ) -> BoxFuture<anyhow::Result<Response<WasiBody>>>;
+    /// Whether `id` can be reached by service chaining (it has some trigger).
+    fn is_chainable(&self, id: &str) -> bool;
+}
+
+pub type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
+
 type SendFuture =
     Box<dyn Future<Output = Result<(Response<WasiBody>, Box<dyn Future<Output = Result<(), Error>> + Send>), Error>> + Send>;
 
 /// The `wasi:http` hooks of one guest instance.
 pub struct OutboundHttp {
-    app: Arc<Shared>,
+    app: Arc<dyn Dispatch>,
     component: Arc<ComponentConfig>,
 }
 
 impl OutboundHttp {
-    pub fn new(app: Arc<Shared>, component: Arc<ComponentConfig>) -> Self {
+    pub fn new(app: Arc<dyn Dispatch>, component: Arc<ComponentConfig>) -> Self {
         OutboundHttp { app, component }
     }
 

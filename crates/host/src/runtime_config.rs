@@ -1,5 +1,6 @@
 //! The parts of `runtime-config.toml` this host reads: `state_dir` and
-//! `[key_value_store.<label>]` stores of `type = "spin"` (SQLite).
+//! `[key_value_store.<label>]` stores of `type = "spin"` (SQLite, `path`)
+//! and `type = "redis"` (`url`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -8,7 +9,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
-use crate::key_value::SqliteStore;
+use crate::key_value::{RedisStore, SpinRedisDefects, SpinSqliteStore, SqliteStore, Store, StoreMode};
+use crate::redis::external::ExternalRedis;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 struct RawConfig {
@@ -26,16 +28,33 @@ struct StoreConfig {
     kind: String,
     #[serde(default)]
     path: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
     #[serde(flatten)]
     other: BTreeMap<String, toml::Value>,
+}
+
+/// Where one labelled store keeps its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Backing {
+    /// A SQLite file; `None` keeps the store in memory.
+    Sqlite(Option<PathBuf>),
+    /// A Redis server.
+    Redis(String),
 }
 
 /// A parsed runtime config, with paths already resolved.
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeConfig {
     state_dir: Option<PathBuf>,
-    /// Label to database file; `None` keeps the store in memory.
-    stores: BTreeMap<String, Option<PathBuf>>,
+    stores: BTreeMap<String, Backing>,
+}
+
+/// How stores behave beyond what the runtime config says.
+#[derive(Clone)]
+pub struct StoreOptions {
+    pub mode: StoreMode,
+    pub redis_defects: SpinRedisDefects,
 }
 
 impl RuntimeConfig {
@@ -54,16 +73,20 @@ impl RuntimeConfig {
         let mut stores = BTreeMap::new();
         for (label, store) in raw.key_value_store {
             let key = format!("{}: key_value_store.{label}", path.display());
-            if store.kind != "spin" {
-                bail!(
-                    "{key}: type `{}` is for the Spin CLI; this host runs key-value stores of type \"spin\" (SQLite)",
-                    store.kind
-                );
-            }
             if let Some(extra) = store.other.keys().next() {
-                bail!("{key}.{extra}: unknown setting for a \"spin\" store");
+                bail!("{key}.{extra}: unknown setting for a \"{}\" store", store.kind);
             }
-            stores.insert(label, store.path.map(|p| base.join(p)));
+            let backing = match (store.kind.as_str(), store.path, store.url) {
+                ("spin", path, None) => Backing::Sqlite(path.map(|p| base.join(p))),
+                ("redis", None, Some(url)) => Backing::Redis(url),
+                ("spin", _, Some(_)) => bail!("{key}.url: a \"spin\" (SQLite) store takes `path`, not `url`"),
+                ("redis", Some(_), _) => bail!("{key}.path: a \"redis\" store takes `url`, not `path`"),
+                ("redis", None, None) => bail!("{key}: a \"redis\" store needs `url = \"redis://host:port\"`"),
+                (other, _, _) => bail!(
+                    "{key}: type `{other}` is not supported by this host; it runs \"spin\" (SQLite) and \"redis\" stores"
+                ),
+            };
+            stores.insert(label, backing);
         }
         Ok(RuntimeConfig {
             state_dir: raw.state_dir.map(|d| base.join(d)),
@@ -73,15 +96,27 @@ impl RuntimeConfig {
 
     /// Opens every store, adding `default` under the state directory unless
     /// configured; an empty state directory keeps `default` in memory.
-    pub fn open_stores(&self, state_dir: &Path) -> anyhow::Result<HashMap<String, Arc<SqliteStore>>> {
+    pub fn open_stores(&self, state_dir: &Path, options: &StoreOptions) -> anyhow::Result<HashMap<String, Arc<dyn Store>>> {
         let state_dir = self.state_dir.as_deref().unwrap_or(state_dir);
         let mut stores = self.stores.clone();
         stores.entry("default".to_string()).or_insert_with(|| {
-            (!state_dir.as_os_str().is_empty()).then(|| state_dir.join("sqlite_key_value.db"))
+            Backing::Sqlite((!state_dir.as_os_str().is_empty()).then(|| state_dir.join("sqlite_key_value.db")))
         });
+        // One pool for every Redis-backed store of the app.
+        let redis = Arc::new(ExternalRedis::new("kv"));
         stores
             .into_iter()
-            .map(|(label, path)| Ok((label.clone(), Arc::new(SqliteStore::open(&label, path.as_deref())?))))
+            .map(|(label, backing)| {
+                let store: Arc<dyn Store> = match (backing, options.mode) {
+                    (Backing::Sqlite(path), StoreMode::Fast) => Arc::new(SqliteStore::open(&label, path.as_deref())?),
+                    (Backing::Sqlite(path), StoreMode::Spin) => Arc::new(SpinSqliteStore::open(&label, path.as_deref())?),
+                    (Backing::Redis(url), _) => Arc::new(
+                        RedisStore::new(&url, redis.clone(), options.redis_defects)
+                            .with_context(|| format!("key_value_store.{label}.url"))?,
+                    ),
+                };
+                Ok((label, store))
+            })
             .collect()
     }
 }
@@ -97,18 +132,28 @@ mod tests {
             "[key_value_store.default]\ntype = \"spin\"\npath = \"data/kv.db\"\n[key_value_store.scratch]\ntype = \"spin\"\n",
         )
         .unwrap();
-        assert_eq!(config.stores["default"], Some(PathBuf::from("deploy/data/kv.db")));
-        assert_eq!(config.stores["scratch"], None);
+        assert_eq!(config.stores["default"], Backing::Sqlite(Some(PathBuf::from("deploy/data/kv.db"))));
+        assert_eq!(config.stores["scratch"], Backing::Sqlite(None));
     }
 
     #[test]
-    fn other_store_types_are_refused_by_name() {
-        let err = RuntimeConfig::parse(
+    fn redis_stores_take_a_url() {
+        let config = RuntimeConfig::parse(
             Path::new("rc.toml"),
-            "[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://x\"\n",
+            "[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://store:6379\"\n",
         )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("key_value_store.default") && err.contains("redis"), "{err}");
+        .unwrap();
+        assert_eq!(config.stores["default"], Backing::Redis("redis://store:6379".into()));
+        for (text, named) in [
+            ("type = \"redis\"\n", "url"),
+            ("type = \"redis\"\npath = \"x\"\n", "path"),
+            ("type = \"azure_cosmos\"\n", "azure_cosmos"),
+            ("type = \"redis\"\nurl = \"redis://x\"\ndatabase = 2\n", "database"),
+        ] {
+            let err = RuntimeConfig::parse(Path::new("rc.toml"), &format!("[key_value_store.default]\n{text}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("key_value_store.default") && err.contains(named), "{err}");
+        }
     }
 }

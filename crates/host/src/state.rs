@@ -1,7 +1,6 @@
 //! What one guest instance sees: its WASI context, HTTP context, resources,
-//! and the component's own grants (variables, stores, outbound hosts).
+//! the services it may reach, and its component's grants.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
@@ -9,22 +8,10 @@ use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::allowed_hosts::AllowedHosts;
-use crate::app::Shared;
+use crate::component::ComponentConfig;
 use crate::key_value::Session;
-use crate::outbound_http::OutboundHttp;
-
-/// A component's configuration, resolved once at start.
-#[derive(Debug)]
-pub struct ComponentConfig {
-    pub id: String,
-    /// The component's `variables` table with templates expanded; an `Err`
-    /// holds the message a guest gets when it reads that variable.
-    pub variables: HashMap<String, Result<String, String>>,
-    pub key_value_stores: Vec<String>,
-    pub allowed_hosts: AllowedHosts,
-    pub environment: Vec<(String, String)>,
-}
+use crate::outbound_http::{Dispatch, OutboundHttp};
+use crate::services::Services;
 
 /// Largest linear memory one instance may grow to.
 pub const MAX_GUEST_MEMORY: usize = 256 << 20;
@@ -36,14 +23,15 @@ pub struct HostState {
     pub table: ResourceTable,
     pub outbound: OutboundHttp,
     pub component: Arc<ComponentConfig>,
-    pub app: Arc<Shared>,
+    /// Key-value stores and Redis.
+    pub services: Arc<Services>,
     pub limits: StoreLimits,
     /// Committed before the response leaves (see [`Session`]).
     pub kv_session: Arc<Session>,
 }
 
 impl HostState {
-    pub fn new(app: Arc<Shared>, component: Arc<ComponentConfig>) -> Self {
+    pub fn new(services: Arc<Services>, dispatch: Arc<dyn Dispatch>, component: Arc<ComponentConfig>) -> Self {
         let wasi = WasiCtx::builder()
             .inherit_stdout()
             .inherit_stderr()
@@ -56,9 +44,9 @@ impl HostState {
             wasi,
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
-            outbound: OutboundHttp::new(app.clone(), component.clone()),
+            outbound: OutboundHttp::new(dispatch, component.clone()),
             component,
-            app,
+            services,
             limits: StoreLimitsBuilder::new()
                 .memory_size(MAX_GUEST_MEMORY)
                 .instances(16)

@@ -1,15 +1,41 @@
 //! Key-value stores, served to guests through both `fermyon:spin/key-value`
 //! and `wasi:keyvalue` (store, atomics, batch).
+//!
+//! Every kind of store sits behind one [`Store`] trait, as Spin's
+//! `key-value-spin` and `key-value-redis` crates sit behind its `Store`:
+//!
+//! - [`SqliteStore`]: SQLite, with a request's writes in one shared
+//!   transaction committed before its response leaves (fast);
+//! - [`SpinSqliteStore`]: SQLite exactly as Spin 4 keeps it: one connection
+//!   behind one lock, one durable transaction per write (Spin's costs);
+//! - [`RedisStore`]: a Redis server, pooled connections, an atomic
+//!   compare-and-swap, and optionally Spin v4.0.2's defects.
 
+mod redis_store;
 pub mod session;
 mod spin_interface;
 pub mod sqlite;
+mod sqlite_spin;
 mod wasi_interface;
 
 use std::sync::Arc;
 
+pub use redis_store::{RedisStore, SpinRedisDefects};
 pub use session::Session;
 pub use sqlite::SqliteStore;
+pub use sqlite_spin::SpinSqliteStore;
+
+/// How faithfully the host reproduces Spin's costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum StoreMode {
+    /// A request's SQLite writes share one transaction, committed before its
+    /// response leaves; Redis connections are pooled.
+    #[default]
+    Fast,
+    /// As Spin 4 does it: every SQLite write is its own durable transaction
+    /// on one locked connection, and every guest Redis `open` connects anew.
+    Spin,
+}
 
 /// A failure inside a store.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,14 +50,44 @@ pub enum KvError {
 
 pub type KvResult<T> = Result<T, KvError>;
 
+/// What a guest's `get-many` gets back: only the keys that exist, as Spin returns them.
+pub type Found = Vec<(String, Vec<u8>)>;
+
+/// One labelled key-value store. `session` is the calling request's, for
+/// stores that defer durability to the end of the request.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync {
+    async fn get(&self, session: &Session, key: &str) -> KvResult<Option<Vec<u8>>>;
+    async fn set(&self, session: &Session, key: &str, value: &[u8]) -> KvResult<()>;
+    async fn delete(&self, session: &Session, key: &str) -> KvResult<()>;
+    async fn exists(&self, session: &Session, key: &str) -> KvResult<bool> {
+        Ok(self.get(session, key).await?.is_some())
+    }
+    async fn keys(&self, session: &Session) -> KvResult<Vec<String>>;
+    /// Adds `delta` to the integer under `key` (missing is 0) and returns the sum.
+    async fn increment(&self, session: &Session, key: &str, delta: i64) -> KvResult<i64>;
+    /// Writes `new` if `key` still holds `expected` (`None`: if it still holds
+    /// what `current` saw missing, as each store defines it). `Ok(false)`
+    /// means the guest is told the swap failed.
+    async fn swap(&self, session: &Session, key: &str, expected: Option<&[u8]>, new: &[u8]) -> KvResult<bool>;
+    async fn get_many(&self, session: &Session, keys: &[String]) -> KvResult<Found>;
+    async fn set_many(&self, session: &Session, entries: &[(String, Vec<u8>)]) -> KvResult<()>;
+    async fn delete_many(&self, session: &Session, keys: &[String]) -> KvResult<()>;
+    /// Whether acknowledged writes still wait for a commit (only a store
+    /// that defers durability to the end of a request ever has any).
+    fn uncommitted(&self) -> bool {
+        false
+    }
+}
+
 /// An open store, as a guest resource.
 pub struct StoreHandle {
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn Store>,
 }
 
 /// A compare-and-swap handle: the key and the value it last read.
 pub struct CasHandle {
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<dyn Store>,
     pub key: String,
     /// `None` until `current` reads the key, and also when the key was missing.
     pub snapshot: Option<Vec<u8>>,

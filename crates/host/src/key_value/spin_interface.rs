@@ -17,37 +17,42 @@ fn to_guest<T>(result: Result<T, KvError>) -> wasmtime::Result<Result<T, Error>>
 impl spin_key_value::Host for HostState {}
 
 impl spin_key_value::HostStore for HostState {
-    fn open(&mut self, label: String) -> wasmtime::Result<Result<Resource<StoreHandle>, Error>> {
+    async fn open(&mut self, label: String) -> wasmtime::Result<Result<Resource<StoreHandle>, Error>> {
         if !self.component.key_value_stores.contains(&label) {
             return Ok(Err(Error::AccessDenied));
         }
-        let Some(store) = self.app.key_value.get(&label).cloned() else {
+        let Some(store) = self.services.key_value.get(&label).cloned() else {
             return Ok(Err(Error::NoSuchStore));
         };
         Ok(Ok(self.table.push(StoreHandle { store })?))
     }
 
-    fn get(&mut self, s: Resource<StoreHandle>, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
-        to_guest(self.table.get(&s)?.store.get(&self.kv_session, &key))
+    async fn get(&mut self, s: Resource<StoreHandle>, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
+        let store = self.table.get(&s)?.store.clone();
+        to_guest(store.get(&self.kv_session, &key).await)
     }
 
-    fn set(&mut self, s: Resource<StoreHandle>, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), Error>> {
-        to_guest(self.table.get(&s)?.store.set(&self.kv_session, &key, &value))
+    async fn set(&mut self, s: Resource<StoreHandle>, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), Error>> {
+        let store = self.table.get(&s)?.store.clone();
+        to_guest(store.set(&self.kv_session, &key, &value).await)
     }
 
-    fn delete(&mut self, s: Resource<StoreHandle>, key: String) -> wasmtime::Result<Result<(), Error>> {
-        to_guest(self.table.get(&s)?.store.delete(&self.kv_session, &key))
+    async fn delete(&mut self, s: Resource<StoreHandle>, key: String) -> wasmtime::Result<Result<(), Error>> {
+        let store = self.table.get(&s)?.store.clone();
+        to_guest(store.delete(&self.kv_session, &key).await)
     }
 
-    fn exists(&mut self, s: Resource<StoreHandle>, key: String) -> wasmtime::Result<Result<bool, Error>> {
-        to_guest(self.table.get(&s)?.store.get(&self.kv_session, &key).map(|v| v.is_some()))
+    async fn exists(&mut self, s: Resource<StoreHandle>, key: String) -> wasmtime::Result<Result<bool, Error>> {
+        let store = self.table.get(&s)?.store.clone();
+        to_guest(store.exists(&self.kv_session, &key).await)
     }
 
-    fn get_keys(&mut self, s: Resource<StoreHandle>) -> wasmtime::Result<Result<Vec<String>, Error>> {
-        to_guest(self.table.get(&s)?.store.keys(&self.kv_session))
+    async fn get_keys(&mut self, s: Resource<StoreHandle>) -> wasmtime::Result<Result<Vec<String>, Error>> {
+        let store = self.table.get(&s)?.store.clone();
+        to_guest(store.keys(&self.kv_session).await)
     }
 
-    fn drop(&mut self, s: Resource<StoreHandle>) -> wasmtime::Result<()> {
+    async fn drop(&mut self, s: Resource<StoreHandle>) -> wasmtime::Result<()> {
         self.table.delete(s)?;
         Ok(())
     }

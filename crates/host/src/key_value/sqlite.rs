@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::session::Session;
-use super::{KvError, KvResult};
+use super::{Found, KvError, KvResult, Store};
 
 /// A connection and the transaction open on it, if any.
 pub(super) struct Database {
@@ -171,11 +171,6 @@ impl SqliteStore {
         })
     }
 
-    /// Whether writes wait in an open transaction (none should once every
-    /// response is out).
-    pub fn uncommitted(&self) -> bool {
-        lock(&self.db).map(|db| db.open.is_some()).unwrap_or(false)
-    }
 
     /// Runs `f` for `session`, inside the shared transaction when it writes,
     /// and records the transaction the session saw or joined.
@@ -192,16 +187,25 @@ impl SqliteStore {
         }
         result
     }
+}
 
-    pub fn get(&self, session: &Session, key: &str) -> KvResult<Option<Vec<u8>>> {
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    /// Whether writes wait in an open transaction (none should once every
+    /// response is out).
+    fn uncommitted(&self) -> bool {
+        lock(&self.db).map(|db| db.open.is_some()).unwrap_or(false)
+    }
+
+    async fn get(&self, session: &Session, key: &str) -> KvResult<Option<Vec<u8>>> {
         self.with(session, Access::Read, |c| select(c, &self.label, key))
     }
 
-    pub fn set(&self, session: &Session, key: &str, value: &[u8]) -> KvResult<()> {
+    async fn set(&self, session: &Session, key: &str, value: &[u8]) -> KvResult<()> {
         self.with(session, Access::Write, |c| upsert(c, &self.label, key, value).map_err(other))
     }
 
-    pub fn delete(&self, session: &Session, key: &str) -> KvResult<()> {
+    async fn delete(&self, session: &Session, key: &str) -> KvResult<()> {
         self.with(session, Access::Write, |c| {
             c.prepare_cached("DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2")
                 .and_then(|mut s| s.execute(params![self.label, key]))
@@ -210,7 +214,7 @@ impl SqliteStore {
         })
     }
 
-    pub fn keys(&self, session: &Session) -> KvResult<Vec<String>> {
+    async fn keys(&self, session: &Session) -> KvResult<Vec<String>> {
         self.with(session, Access::Read, |c| {
             let mut stmt = c.prepare_cached("SELECT key FROM spin_key_value WHERE store = ?1").map_err(other)?;
             let keys = stmt.query_map(params![self.label], |r| r.get(0)).map_err(other)?;
@@ -220,7 +224,7 @@ impl SqliteStore {
 
     /// Adds `delta` to an 8-byte little-endian integer (missing is 0), as
     /// Spin does. The store's lock makes the read and the write one step.
-    pub fn increment(&self, session: &Session, key: &str, delta: i64) -> KvResult<i64> {
+    async fn increment(&self, session: &Session, key: &str, delta: i64) -> KvResult<i64> {
         self.with(session, Access::Write, |c| {
             let current = match select(c, &self.label, key)? {
                 None => 0,
@@ -237,7 +241,7 @@ impl SqliteStore {
 
     /// Writes `new` if the key still holds `expected`; with no `expected` the
     /// write is unconditional, which is what Spin's SQLite store does too.
-    pub fn swap(&self, session: &Session, key: &str, expected: Option<&[u8]>, new: &[u8]) -> KvResult<bool> {
+    async fn swap(&self, session: &Session, key: &str, expected: Option<&[u8]>, new: &[u8]) -> KvResult<bool> {
         self.with(session, Access::Write, |c| {
             match expected {
                 None => upsert(c, &self.label, key, new).map(|_| true),
@@ -251,7 +255,7 @@ impl SqliteStore {
     }
 
     /// Existing keys only, like Spin's `get-many`.
-    pub fn get_many(&self, session: &Session, keys: &[String]) -> KvResult<Vec<(String, Vec<u8>)>> {
+    async fn get_many(&self, session: &Session, keys: &[String]) -> KvResult<Found> {
         self.with(session, Access::Read, |c| {
             let mut found = Vec::with_capacity(keys.len());
             for key in keys {
@@ -264,7 +268,7 @@ impl SqliteStore {
     }
 
     /// All or nothing, inside the shared transaction.
-    pub fn set_many(&self, session: &Session, entries: &[(String, Vec<u8>)]) -> KvResult<()> {
+    async fn set_many(&self, session: &Session, entries: &[(String, Vec<u8>)]) -> KvResult<()> {
         self.with(session, Access::Write, |c| {
             let batch = c.savepoint().map_err(other)?;
             for (key, value) in entries {
@@ -275,7 +279,7 @@ impl SqliteStore {
     }
 
     /// All or nothing, inside the shared transaction.
-    pub fn delete_many(&self, session: &Session, keys: &[String]) -> KvResult<()> {
+    async fn delete_many(&self, session: &Session, keys: &[String]) -> KvResult<()> {
         self.with(session, Access::Write, |c| {
             let batch = c.savepoint().map_err(other)?;
             {
@@ -310,107 +314,111 @@ fn upsert(c: &Connection, label: &str, key: &str, value: &[u8]) -> rusqlite::Res
 mod tests {
     use super::*;
 
-    fn committed<T>(f: impl FnOnce(&Session) -> KvResult<T>) -> T {
-        let session = Session::default();
-        let value = f(&session).unwrap();
-        session.commit().unwrap();
-        value
+    /// Runs one operation as its own request: committed before it returns.
+    macro_rules! committed {
+        (|$t:ident| $op:expr) => {{
+            let session = Session::default();
+            let $t = &session;
+            let value = $op.unwrap();
+            session.commit().unwrap();
+            value
+        }};
     }
 
-    #[test]
-    fn swap_succeeds_only_against_the_value_it_saw() {
+    #[tokio::test]
+    async fn swap_succeeds_only_against_the_value_it_saw() {
         let s = SqliteStore::open("default", None).unwrap();
         let t = Session::default();
-        assert!(s.swap(&t, "k", None, b"a").unwrap());
-        assert!(s.swap(&t, "k", Some(b"a"), b"b").unwrap());
-        assert!(!s.swap(&t, "k", Some(b"a"), b"c").unwrap());
-        assert_eq!(s.get(&t, "k").unwrap().as_deref(), Some(&b"b"[..]));
+        assert!(s.swap(&t, "k", None, b"a").await.unwrap());
+        assert!(s.swap(&t, "k", Some(b"a"), b"b").await.unwrap());
+        assert!(!s.swap(&t, "k", Some(b"a"), b"c").await.unwrap());
+        assert_eq!(s.get(&t, "k").await.unwrap().as_deref(), Some(&b"b"[..]));
     }
 
-    #[test]
-    fn increment_counts_from_zero_and_refuses_non_integers() {
+    #[tokio::test]
+    async fn increment_counts_from_zero_and_refuses_non_integers() {
         let s = SqliteStore::open("default", None).unwrap();
         let t = Session::default();
-        assert_eq!(s.increment(&t, "n", 5).unwrap(), 5);
-        assert_eq!(s.increment(&t, "n", -2).unwrap(), 3);
-        assert_eq!(s.get(&t, "n").unwrap(), Some(3i64.to_le_bytes().to_vec()));
-        s.set(&t, "text", b"abc").unwrap();
-        assert!(matches!(s.increment(&t, "text", 1), Err(KvError::NotAnInteger(_))));
-        assert_eq!(s.get(&t, "text").unwrap().as_deref(), Some(&b"abc"[..]), "a refused increment changes nothing");
+        assert_eq!(s.increment(&t, "n", 5).await.unwrap(), 5);
+        assert_eq!(s.increment(&t, "n", -2).await.unwrap(), 3);
+        assert_eq!(s.get(&t, "n").await.unwrap(), Some(3i64.to_le_bytes().to_vec()));
+        s.set(&t, "text", b"abc").await.unwrap();
+        assert!(matches!(s.increment(&t, "text", 1).await, Err(KvError::NotAnInteger(_))));
+        assert_eq!(s.get(&t, "text").await.unwrap().as_deref(), Some(&b"abc"[..]), "a refused increment changes nothing");
     }
 
-    #[test]
-    fn labels_share_a_file_but_not_keys() {
+    #[tokio::test]
+    async fn labels_share_a_file_but_not_keys() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kv.db");
         let a = SqliteStore::open("a", Some(&path)).unwrap();
         let b = SqliteStore::open("b", Some(&path)).unwrap();
-        committed(|t| a.set(t, "k", b"1"));
-        assert_eq!(committed(|t| b.get(t, "k")), None);
-        assert_eq!(committed(|t| a.keys(t)), vec!["k".to_string()]);
+        committed!(|t| a.set(t, "k", b"1").await);
+        assert_eq!(committed!(|t| b.get(t, "k").await), None);
+        assert_eq!(committed!(|t| a.keys(t).await), vec!["k".to_string()]);
         drop((a, b));
         let reopened = SqliteStore::open("a", Some(&path)).unwrap();
-        assert_eq!(committed(|t| reopened.get(t, "k")).as_deref(), Some(&b"1"[..]));
+        assert_eq!(committed!(|t| reopened.get(t, "k").await).as_deref(), Some(&b"1"[..]));
     }
 
-    #[test]
-    fn batches_skip_missing_keys() {
+    #[tokio::test]
+    async fn batches_skip_missing_keys() {
         let s = SqliteStore::open("default", None).unwrap();
         let t = Session::default();
-        s.set_many(&t, &[("a".into(), b"1".to_vec()), ("b".into(), b"2".to_vec())]).unwrap();
-        let got = s.get_many(&t, &["a".into(), "zz".into(), "b".into()]).unwrap();
+        s.set_many(&t, &[("a".into(), b"1".to_vec()), ("b".into(), b"2".to_vec())]).await.unwrap();
+        let got = s.get_many(&t, &["a".into(), "zz".into(), "b".into()]).await.unwrap();
         assert_eq!(got, vec![("a".into(), b"1".to_vec()), ("b".into(), b"2".to_vec())]);
-        s.delete_many(&t, &["a".into()]).unwrap();
-        assert_eq!(s.get(&t, "a").unwrap(), None);
+        s.delete_many(&t, &["a".into()]).await.unwrap();
+        assert_eq!(s.get(&t, "a").await.unwrap(), None);
     }
 
-    #[test]
-    fn sessions_share_one_transaction_and_the_first_commit_carries_both() {
+    #[tokio::test]
+    async fn sessions_share_one_transaction_and_the_first_commit_carries_both() {
         let s = SqliteStore::open("default", None).unwrap();
         let (first, second) = (Session::default(), Session::default());
-        s.set(&first, "a", b"1").unwrap();
-        s.set(&second, "b", b"2").unwrap();
+        s.set(&first, "a", b"1").await.unwrap();
+        s.set(&second, "b", b"2").await.unwrap();
         assert!(!lock(&s.db).unwrap().conn.is_autocommit(), "both writes wait in one open transaction");
         first.commit().unwrap();
         assert!(lock(&s.db).unwrap().conn.is_autocommit(), "one commit took both");
         second.commit().unwrap();
-        assert_eq!(committed(|t| s.get_many(t, &["a".into(), "b".into()])).len(), 2);
+        assert_eq!(committed!(|t| s.get_many(t, &["a".into(), "b".into()]).await).len(), 2);
     }
 
-    #[test]
-    fn a_reader_of_uncommitted_data_commits_it_before_answering() {
+    #[tokio::test]
+    async fn a_reader_of_uncommitted_data_commits_it_before_answering() {
         let s = SqliteStore::open("default", None).unwrap();
         let (writer, reader) = (Session::default(), Session::default());
-        s.set(&writer, "a", b"1").unwrap();
-        assert_eq!(s.get(&reader, "a").unwrap().as_deref(), Some(&b"1"[..]));
+        s.set(&writer, "a", b"1").await.unwrap();
+        assert_eq!(s.get(&reader, "a").await.unwrap().as_deref(), Some(&b"1"[..]));
         reader.commit().unwrap();
         assert!(lock(&s.db).unwrap().conn.is_autocommit());
     }
 
-    #[test]
-    fn a_rolled_back_transaction_fails_every_session_that_used_it_and_no_other() {
+    #[tokio::test]
+    async fn a_rolled_back_transaction_fails_every_session_that_used_it_and_no_other() {
         let s = SqliteStore::open("default", None).unwrap();
         let (lost, reader, later) = (Session::default(), Session::default(), Session::default());
-        s.set(&lost, "a", b"1").unwrap();
-        s.get(&reader, "a").unwrap();
+        s.set(&lost, "a", b"1").await.unwrap();
+        s.get(&reader, "a").await.unwrap();
         // What SQLite does by itself after, say, a full disk.
         lock(&s.db).unwrap().conn.execute_batch("ROLLBACK").unwrap();
-        s.set(&later, "b", b"2").unwrap();
+        s.set(&later, "b", b"2").await.unwrap();
         assert!(lost.commit().is_err());
         assert!(reader.commit().is_err());
         later.commit().unwrap();
-        assert_eq!(committed(|t| s.get(t, "a")), None);
-        assert_eq!(committed(|t| s.get(t, "b")).as_deref(), Some(&b"2"[..]));
+        assert_eq!(committed!(|t| s.get(t, "a").await), None);
+        assert_eq!(committed!(|t| s.get(t, "b").await).as_deref(), Some(&b"2"[..]));
     }
 
-    #[test]
-    fn writes_not_yet_committed_survive_a_clean_shutdown() {
+    #[tokio::test]
+    async fn writes_not_yet_committed_survive_a_clean_shutdown() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kv.db");
         let s = SqliteStore::open("default", Some(&path)).unwrap();
-        s.set(&Session::default(), "k", b"v").unwrap();
+        s.set(&Session::default(), "k", b"v").await.unwrap();
         drop(s);
         let reopened = SqliteStore::open("default", Some(&path)).unwrap();
-        assert_eq!(committed(|t| reopened.get(t, "k")).as_deref(), Some(&b"v"[..]));
+        assert_eq!(committed!(|t| reopened.get(t, "k").await).as_deref(), Some(&b"v"[..]));
     }
 }

@@ -17,11 +17,11 @@ fn to_guest<T>(result: Result<T, KvError>) -> wasmtime::Result<Result<T, Error>>
 }
 
 impl wasi_store::Host for HostState {
-    fn open(&mut self, identifier: String) -> wasmtime::Result<Result<Resource<StoreHandle>, Error>> {
+    async fn open(&mut self, identifier: String) -> wasmtime::Result<Result<Resource<StoreHandle>, Error>> {
         if !self.component.key_value_stores.contains(&identifier) {
             return Ok(Err(Error::AccessDenied));
         }
-        let Some(store) = self.app.key_value.get(&identifier).cloned() else {
+        let Some(store) = self.services.key_value.get(&identifier).cloned() else {
             return Ok(Err(Error::NoSuchStore));
         };
         Ok(Ok(self.table.push(StoreHandle { store })?))
@@ -29,48 +29,54 @@ impl wasi_store::Host for HostState {
 }
 
 impl wasi_store::HostBucket for HostState {
-    fn get(&mut self, b: Resource<StoreHandle>, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
-        to_guest(self.table.get(&b)?.store.get(&self.kv_session, &key))
+    async fn get(&mut self, b: Resource<StoreHandle>, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
+        let store = self.table.get(&b)?.store.clone();
+        to_guest(store.get(&self.kv_session, &key).await)
     }
 
-    fn set(&mut self, b: Resource<StoreHandle>, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), Error>> {
-        to_guest(self.table.get(&b)?.store.set(&self.kv_session, &key, &value))
+    async fn set(&mut self, b: Resource<StoreHandle>, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), Error>> {
+        let store = self.table.get(&b)?.store.clone();
+        to_guest(store.set(&self.kv_session, &key, &value).await)
     }
 
-    fn delete(&mut self, b: Resource<StoreHandle>, key: String) -> wasmtime::Result<Result<(), Error>> {
-        to_guest(self.table.get(&b)?.store.delete(&self.kv_session, &key))
+    async fn delete(&mut self, b: Resource<StoreHandle>, key: String) -> wasmtime::Result<Result<(), Error>> {
+        let store = self.table.get(&b)?.store.clone();
+        to_guest(store.delete(&self.kv_session, &key).await)
     }
 
-    fn exists(&mut self, b: Resource<StoreHandle>, key: String) -> wasmtime::Result<Result<bool, Error>> {
-        to_guest(self.table.get(&b)?.store.get(&self.kv_session, &key).map(|v| v.is_some()))
+    async fn exists(&mut self, b: Resource<StoreHandle>, key: String) -> wasmtime::Result<Result<bool, Error>> {
+        let store = self.table.get(&b)?.store.clone();
+        to_guest(store.exists(&self.kv_session, &key).await)
     }
 
     /// Like Spin: every key at once, and no cursors.
-    fn list_keys(&mut self, b: Resource<StoreHandle>, cursor: Option<String>) -> wasmtime::Result<Result<KeyResponse, Error>> {
+    async fn list_keys(&mut self, b: Resource<StoreHandle>, cursor: Option<String>) -> wasmtime::Result<Result<KeyResponse, Error>> {
         if cursor.is_some() {
             return Ok(Err(Error::Other("list_keys: cursor not supported".into())));
         }
-        to_guest(self.table.get(&b)?.store.keys(&self.kv_session).map(|keys| KeyResponse { keys, cursor: None }))
+        let store = self.table.get(&b)?.store.clone();
+        to_guest(store.keys(&self.kv_session).await.map(|keys| KeyResponse { keys, cursor: None }))
     }
 
-    fn drop(&mut self, b: Resource<StoreHandle>) -> wasmtime::Result<()> {
+    async fn drop(&mut self, b: Resource<StoreHandle>) -> wasmtime::Result<()> {
         self.table.delete(b)?;
         Ok(())
     }
 }
 
 impl wasi_atomics::Host for HostState {
-    fn increment(&mut self, b: Resource<StoreHandle>, key: String, delta: i64) -> wasmtime::Result<Result<i64, Error>> {
-        to_guest(self.table.get(&b)?.store.increment(&self.kv_session, &key, delta))
+    async fn increment(&mut self, b: Resource<StoreHandle>, key: String, delta: i64) -> wasmtime::Result<Result<i64, Error>> {
+        let store = self.table.get(&b)?.store.clone();
+        to_guest(store.increment(&self.kv_session, &key, delta).await)
     }
 
-    fn swap(&mut self, cas: Resource<CasHandle>, value: Vec<u8>) -> wasmtime::Result<Result<(), CasError>> {
+    async fn swap(&mut self, cas: Resource<CasHandle>, value: Vec<u8>) -> wasmtime::Result<Result<(), CasError>> {
         let handle = self.table.delete(cas)?;
-        match handle.store.swap(&self.kv_session, &handle.key, handle.snapshot.as_deref(), &value) {
+        match handle.store.swap(&self.kv_session, &handle.key, handle.snapshot.as_deref(), &value).await {
             Ok(true) => Ok(Ok(())),
             Ok(false) => {
                 // As in Spin, the failure carries a fresh handle that has read the new value.
-                let snapshot = match handle.store.get(&self.kv_session, &handle.key) {
+                let snapshot = match handle.store.get(&self.kv_session, &handle.key).await {
                     Ok(v) => v,
                     Err(e) => return Ok(Err(CasError::StoreError(Error::Other(e.to_string())))),
                 };
@@ -84,43 +90,47 @@ impl wasi_atomics::Host for HostState {
 
 impl wasi_atomics::HostCas for HostState {
     /// Records the key only; the value is read by `current`, as Spin does.
-    fn new(&mut self, b: Resource<StoreHandle>, key: String) -> wasmtime::Result<Result<Resource<CasHandle>, Error>> {
+    async fn new(&mut self, b: Resource<StoreHandle>, key: String) -> wasmtime::Result<Result<Resource<CasHandle>, Error>> {
         let store = self.table.get(&b)?.store.clone();
         Ok(Ok(self.table.push(CasHandle { store, key, snapshot: None })?))
     }
 
-    fn current(&mut self, cas: Resource<CasHandle>) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
-        let handle = self.table.get_mut(&cas)?;
-        match handle.store.get(&self.kv_session, &handle.key) {
+    async fn current(&mut self, cas: Resource<CasHandle>) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
+        let handle = self.table.get(&cas)?;
+        let (store, key) = (handle.store.clone(), handle.key.clone());
+        match store.get(&self.kv_session, &key).await {
             Ok(value) => {
-                handle.snapshot = value.clone();
+                self.table.get_mut(&cas)?.snapshot = value.clone();
                 Ok(Ok(value))
             }
             Err(e) => Ok(Err(Error::Other(e.to_string()))),
         }
     }
 
-    fn drop(&mut self, cas: Resource<CasHandle>) -> wasmtime::Result<()> {
+    async fn drop(&mut self, cas: Resource<CasHandle>) -> wasmtime::Result<()> {
         self.table.delete(cas)?;
         Ok(())
     }
 }
 
 impl wasi_batch::Host for HostState {
-    fn get_many(
+    async fn get_many(
         &mut self,
         b: Resource<StoreHandle>,
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<(String, Option<Vec<u8>>)>, Error>> {
-        let found = self.table.get(&b)?.store.get_many(&self.kv_session, &keys);
+        let store = self.table.get(&b)?.store.clone();
+        let found = store.get_many(&self.kv_session, &keys).await;
         to_guest(found.map(|pairs| pairs.into_iter().map(|(k, v)| (k, Some(v))).collect()))
     }
 
-    fn set_many(&mut self, b: Resource<StoreHandle>, key_values: Vec<(String, Vec<u8>)>) -> wasmtime::Result<Result<(), Error>> {
-        to_guest(self.table.get(&b)?.store.set_many(&self.kv_session, &key_values))
+    async fn set_many(&mut self, b: Resource<StoreHandle>, key_values: Vec<(String, Vec<u8>)>) -> wasmtime::Result<Result<(), Error>> {
+        let store = self.table.get(&b)?.store.clone();
+        to_guest(store.set_many(&self.kv_session, &key_values).await)
     }
 
-    fn delete_many(&mut self, b: Resource<StoreHandle>, keys: Vec<String>) -> wasmtime::Result<Result<(), Error>> {
-        to_guest(self.table.get(&b)?.store.delete_many(&self.kv_session, &keys))
+    async fn delete_many(&mut self, b: Resource<StoreHandle>, keys: Vec<String>) -> wasmtime::Result<Result<(), Error>> {
+        let store = self.table.get(&b)?.store.clone();
+        to_guest(store.delete_many(&self.kv_session, &keys).await)
     }
 }

@@ -1,6 +1,6 @@
 //! A real Redis server, through the `redis` crate's multiplexed connection:
 //! one shared connection per address and server thread, re-established after
-//! a failure.
+//! a failure, labelled so an operator (or a test) can tell whose it is.
 
 use std::collections::HashMap;
 use std::thread::ThreadId;
@@ -19,10 +19,12 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_millis(1000);
 /// Connections to real servers, by address and by the thread that opened
 /// them: a connection's driver task runs on its opener's runtime, and the
 /// server gives each core its own runtime, so sharing one connection across
-/// them would cost a cross-core hop per command.
-#[derive(Default)]
+/// them would cost a cross-core hop per command. A process therefore holds at
+/// most one connection per address and worker thread (plus reconnections).
 pub struct ExternalRedis {
     connections: Mutex<HashMap<(String, ThreadId), MultiplexedConnection>>,
+    /// `CLIENT SETNAME` of every shared connection, as `CLIENT LIST` shows it.
+    name: String,
 }
 
 fn key(address: &str) -> (String, ThreadId) {
@@ -30,22 +32,39 @@ fn key(address: &str) -> (String, ThreadId) {
 }
 
 impl ExternalRedis {
+    /// Connections labelled `spin-host:<pid>:<role>`.
+    pub fn new(role: &str) -> Self {
+        ExternalRedis { connections: Mutex::default(), name: format!("spin-host:{}:{role}", std::process::id()) }
+    }
+
     /// A connection to `address`, connecting now if there is none (as Spin connects on `open`).
     pub async fn connect(&self, address: &str) -> Result<MultiplexedConnection, String> {
         let mut connections = self.connections.lock().await;
         if let Some(connection) = connections.get(&key(address)) {
             return Ok(connection.clone());
         }
-        let client = redis::Client::open(address).map_err(|e| e.to_string())?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT));
-        let connection = client
-            .get_multiplexed_async_connection_with_config(&config)
+        let mut connection = self.connect_new(address).await?;
+        redis::cmd("CLIENT")
+            .arg("SETNAME")
+            .arg(&self.name)
+            .exec_async(&mut connection)
             .await
             .map_err(|e| e.to_string())?;
         connections.insert(key(address), connection.clone());
         Ok(connection)
+    }
+
+    /// A new connection of its own, as Spin opens one for every guest `open`
+    /// (and, like Spin's, unnamed: naming it would cost a round trip).
+    pub async fn connect_new(&self, address: &str) -> Result<MultiplexedConnection, String> {
+        let client = redis::Client::open(address).map_err(|e| e.to_string())?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT));
+        client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Runs one command; a broken connection is forgotten so the next `open` reconnects.

@@ -2,7 +2,7 @@
 //! embedded server or a real one.
 
 pub mod embedded;
-mod external;
+pub mod external;
 mod lua;
 pub mod reply;
 
@@ -15,7 +15,7 @@ use crate::bindings::spin_redis::{self, Error as RedisError, RedisParameter, Red
 use crate::state::HostState;
 use crate::variables::Variables;
 pub use embedded::EmbeddedRedis;
-use external::ExternalRedis;
+pub use external::ExternalRedis;
 pub use reply::Reply;
 
 /// Which Redis serves the guests' connections.
@@ -47,6 +47,8 @@ impl RedisMode {
 pub struct RedisService {
     embedded: Option<Arc<EmbeddedRedis>>,
     external: ExternalRedis,
+    /// Open a new connection for every guest `open`, as Spin does, instead of sharing one.
+    connect_per_open: bool,
 }
 
 /// An open guest connection.
@@ -56,10 +58,11 @@ pub enum Connection {
 }
 
 impl RedisService {
-    pub fn new(use_embedded: bool) -> Self {
+    pub fn new(use_embedded: bool, connect_per_open: bool) -> Self {
         RedisService {
             embedded: use_embedded.then(|| Arc::new(EmbeddedRedis::new())),
-            external: ExternalRedis::default(),
+            external: ExternalRedis::new("guests"),
+            connect_per_open,
         }
     }
 
@@ -74,7 +77,11 @@ impl RedisService {
             Some(_) => Err(embedded::UNAVAILABLE.to_string()),
             None => Ok(Connection::External {
                 address: address.to_string(),
-                connection: self.external.connect(address).await?,
+                connection: if self.connect_per_open {
+                    self.external.connect_new(address).await?
+                } else {
+                    self.external.connect(address).await?
+                },
             }),
         }
     }
@@ -107,9 +114,9 @@ fn flatten(reply: Reply, out: &mut Vec<RedisResult>) -> Result<(), RedisError> {
 
 impl HostState {
     async fn redis_command(&mut self, connection: &Resource<Connection>, args: Vec<Vec<u8>>) -> wasmtime::Result<Result<Reply, RedisError>> {
-        let app = self.app.clone();
+        let services = self.services.clone();
         let connection = self.table.get_mut(connection)?;
-        Ok(match app.redis.execute(connection, &args).await {
+        Ok(match services.redis.execute(connection, &args).await {
             Ok(Reply::Error(e)) => Err(RedisError::Other(e)),
             Ok(reply) => Ok(reply),
             Err(e) => Err(RedisError::Other(e)),
@@ -139,7 +146,7 @@ impl spin_redis::HostConnection for HostState {
         if redis::parse_redis_url(&address).is_none() {
             return Ok(Err(RedisError::InvalidAddress));
         }
-        match self.app.redis.open(&address).await {
+        match self.services.redis.open(&address).await {
             Ok(connection) => Ok(Ok(self.table.push(connection)?)),
             Err(e) => Ok(Err(RedisError::Other(e))),
         }
