@@ -470,6 +470,10 @@ async fn sets_and_hashes() {
          HGET h f1
          HGET h nosuch
          HGET nokey f
+         HMGET h f1 nosuch f2
+         HMGET nokey a b
+         HMGET h
+         HMGET str f
          HDEL h f1 nosuch
          HDEL nokey f
          HINCRBY h n 5

@@ -1,19 +1,19 @@
 //! Stored metrics for the read scenarios, written straight into the host's
-//! SQLite key-value file before it starts: the same records an ingest writes
-//! (the metric, the aggregates of its second, minute, hour, day and all time,
-//! its list entry, the `types` registry and the `version:{type}` counter),
-//! computed with `analytics_core` in memory instead of through a million
-//! HTTP requests.
+//! SQLite key-value file before it starts: what ingests leave once their
+//! journals are folded (the aggregates of each second, minute, hour, day and
+//! all time, each second's entry list, and the `types` registry), computed
+//! with `analytics_core` in memory instead of through a million HTTP requests.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use analytics_core::aggregate::Aggregate;
-use analytics_core::ingest::{apply, targets, Target};
+use analytics_core::entries::Entries;
+use analytics_core::fold::{apply, targets};
+use analytics_core::keys::{entries_key, TYPES_KEY};
+use analytics_core::kv::second_of;
 use analytics_core::metric::{new_id, Metric};
-use analytics_core::store::{entry_key, metric_key, version_key, TYPES_KEY};
-use analytics_core::time::{Bucket, Level};
 use anyhow::Context;
 use rusqlite::{params, Connection};
 
@@ -67,9 +67,9 @@ pub fn metrics(metric_type: &str, count: u64, now_ms: i64) -> impl Iterator<Item
     })
 }
 
-/// Every record an ingest of `metrics` (in order) leaves in the store, passed
-/// to `write` in batches: metric and entry records as they are produced, the
-/// aggregates, `types` and versions at the end.
+/// Every record folded ingests of the seeds' metrics leave in the store,
+/// passed to `write` in batches: entry lists as each second completes, then
+/// the aggregates and `types`.
 pub fn records(
     seeds: &[Seed],
     now_ms: i64,
@@ -83,23 +83,27 @@ pub fn records(
         write(std::mem::replace(batch, Vec::with_capacity(BATCH)))
     };
     for seed in seeds {
+        // Metrics come oldest first, so each second's list is complete when the next begins.
+        let mut second: Option<(i64, Entries)> = None;
         for metric in metrics(&seed.metric_type, seed.count, now_ms) {
-            let record = serde_json::to_vec(&metric).context("serialising a metric")?;
-            let mut entry_number = 0;
             for target in targets(metric.timestamp_ms) {
-                let aggregate = aggregates.entry(target.key(&metric.metric_type)).or_default();
-                apply(&target, aggregate, &metric);
-                // As in the component: the second's new count numbers the list entry.
-                if let Target::Bucket(Bucket { level: Level::Second, .. }) = target {
-                    entry_number = aggregate.count;
+                apply(&target, aggregates.entry(target.key(&metric.metric_type)).or_default(), &metric);
+            }
+            let this = second_of(metric.timestamp_ms);
+            match &mut second {
+                Some((s, entries)) if *s == this => entries.metrics.push(metric),
+                _ => {
+                    if let Some((s, entries)) = second.replace((this, Entries { watermarks: Vec::new(), metrics: vec![metric] })) {
+                        batch.push((entries_key(&seed.metric_type, s), entries.encode()));
+                    }
                 }
             }
-            let second = Bucket::containing(Level::Second, metric.timestamp_ms).index;
-            batch.push((entry_key(&metric.metric_type, second, entry_number), record.clone()));
-            batch.push((metric_key(&metric.id), record));
             if batch.len() >= BATCH {
                 flush(&mut batch, &mut rows)?;
             }
+        }
+        if let Some((s, entries)) = second {
+            batch.push((entries_key(&seed.metric_type, s), entries.encode()));
         }
     }
     // Sorted, so the inserts walk the primary-key index in order.
@@ -115,10 +119,6 @@ pub fn records(
     types.sort_unstable();
     types.dedup();
     batch.push((TYPES_KEY.to_string(), serde_json::to_vec(&types).context("serialising the types")?));
-    for seed in seeds {
-        // Every ingest bumps the version once.
-        batch.push((version_key(&seed.metric_type), (seed.count as i64).to_le_bytes().to_vec()));
-    }
     flush(&mut batch, &mut rows)?;
     Ok(rows)
 }
@@ -163,22 +163,30 @@ pub fn seed_file(path: &Path, seeds: &[Seed], now_ms: i64) -> anyhow::Result<See
 #[cfg(test)]
 mod tests {
     use super::*;
-    use analytics_core::ingest::ingest_into;
+    use analytics_core::ingest::{fold_all, ingest};
     use analytics_core::listing::{list, ListRequest};
+    use analytics_core::memory_store::MemoryStore;
+    use analytics_core::pending::Pending;
     use analytics_core::query::Query;
-    use analytics_core::store::MemoryStore;
     use analytics_core::summary::{window_aggregate, SummaryRequest};
 
     const NOW: i64 = 1_771_416_000_500;
 
     fn seeded(seeds: &[Seed]) -> MemoryStore {
-        let mut store = MemoryStore::default();
+        let store = MemoryStore::default();
         records(seeds, NOW, |batch| {
-            store.values.extend(batch);
+            store.load(batch);
             Ok(())
         })
         .unwrap();
         store
+    }
+
+    fn summary(store: &MemoryStore, q: &str) -> Aggregate {
+        let mut reader = store.request();
+        let request = SummaryRequest::parse(&Query::parse(q).unwrap(), NOW).unwrap();
+        let pending = Pending::read(&mut reader, &request.metric_type).unwrap();
+        window_aggregate(&mut reader, &request, &pending).unwrap().total
     }
 
     #[test]
@@ -186,35 +194,37 @@ mod tests {
         // Dense enough that seconds hold several metrics.
         let seeds = [Seed { metric_type: "dense".into(), count: 3_000_000 / 1_000 }, Seed { metric_type: "sparse".into(), count: 50 }];
         let seeded = seeded(&seeds);
-        let mut ingested = MemoryStore::default();
+        let ingested = MemoryStore::default();
         for seed in &seeds {
-            for metric in metrics(&seed.metric_type, seed.count, NOW) {
-                ingest_into(&mut ingested, &metric);
+            let mut kv = ingested.request();
+            for (i, metric) in metrics(&seed.metric_type, seed.count, NOW).enumerate() {
+                ingest(&mut kv, &metric, false, i).unwrap();
             }
+            fold_all(&mut kv, &seed.metric_type).unwrap();
         }
-        // ingest_into writes aggregates and entries; the seed adds metric records, types and versions.
-        for (key, value) in &ingested.values {
-            assert_eq!(seeded.values.get(key), Some(value), "{key}");
+        for q in ["type=dense", "type=dense&period=daily", "type=dense&period=monthly", "type=sparse&period=weekly"] {
+            let (a, b) = (summary(&seeded, q), summary(&ingested, q));
+            // Sums differ only by the order of additions.
+            assert!((a.sum - b.sum).abs() < 1e-6 * a.sum.abs().max(1.0), "{q}");
+            assert_eq!((a.count, a.min, a.max, a.latest_ms, &a.sketch), (b.count, b.min, b.max, b.latest_ms, &b.sketch), "{q}");
         }
-        assert_eq!(seeded.values.len(), ingested.values.len() + 3_050 + 1 + 2);
-        assert_eq!(seeded.values[TYPES_KEY], br#"["dense","sparse"]"#.to_vec());
-        assert_eq!(seeded.values["version:dense"], 3_000i64.to_le_bytes().to_vec());
+        let request = ListRequest::parse(&Query::parse("limit=1000").unwrap()).unwrap();
+        let types = ["dense".to_string(), "sparse".to_string()];
+        let page = |store: &MemoryStore| list(&mut store.request(), &request, &types).unwrap();
+        assert_eq!(page(&seeded), page(&ingested));
+        assert_eq!(seeded.value(TYPES_KEY), Some(br#"["dense","sparse"]"#.to_vec()));
     }
 
     #[test]
     fn seeded_metrics_are_summarised_and_listed() {
-        let mut store = seeded(&[Seed { metric_type: "cpu".into(), count: 2_000 }]);
-        let summary = |store: &mut MemoryStore, q: &str| {
-            let request = SummaryRequest::parse(&Query::parse(q).unwrap(), NOW).unwrap();
-            window_aggregate(store, &request).unwrap().count
-        };
-        assert_eq!(summary(&mut store, "type=cpu"), 2_000);
+        let store = seeded(&[Seed { metric_type: "cpu".into(), count: 2_000 }]);
+        assert_eq!(summary(&store, "type=cpu").count, 2_000);
         // The monthly window starts a second after the oldest possible metric.
-        assert!(summary(&mut store, "type=cpu&period=monthly") >= 1_999);
-        let daily = summary(&mut store, "type=cpu&period=daily");
+        assert!(summary(&store, "type=cpu&period=monthly").count >= 1_999);
+        let daily = summary(&store, "type=cpu&period=daily").count;
         assert!((60..=74).contains(&daily), "{daily}");
         let request = ListRequest::parse(&Query::parse("type=cpu&limit=100").unwrap()).unwrap();
-        let page = list(&mut store, &request, &[]).unwrap();
+        let page = list(&mut store.request(), &request, &[]).unwrap();
         assert_eq!(page.metrics.len(), 100);
         assert!(page.metrics.windows(2).all(|w| w[0].timestamp_ms >= w[1].timestamp_ms));
         assert!(page.next.is_some());
@@ -232,8 +242,7 @@ mod tests {
                 .query_row("SELECT value FROM spin_key_value WHERE store = 'default' AND key = ?1", [key], |r| r.get(0))
                 .unwrap()
         };
-        let total = Aggregate::decode(&get("agg:t:all")).unwrap().unwrap();
-        assert_eq!(total.count, 500);
-        assert_eq!(get("version:t"), 500i64.to_le_bytes().to_vec());
+        assert_eq!(Aggregate::decode(&get("agg:t:all")).unwrap().count, 500);
+        assert_eq!(get(TYPES_KEY), br#"["t"]"#.to_vec());
     }
 }

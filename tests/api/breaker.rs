@@ -7,6 +7,7 @@ use support::api::{metric, Api, Backend};
 
 const SETTINGS: &[(&str, &str)] = &[
     ("cache_ttl_seconds", "0"),
+    ("external_context_ttl_seconds", "0"),
     ("circuit_breaker_failure_threshold", "2"),
     ("circuit_breaker_reset_timeout_seconds", "1"),
     ("external_service_timeout_ms", "1000"),
@@ -93,7 +94,11 @@ async fn a_failed_probe_reopens_and_restarts_the_timer(backend: Backend) {
 }
 
 async fn a_slow_upstream_times_out_and_counts_as_a_failure(backend: Backend) {
-    let api = Api::start(backend, &[("cache_ttl_seconds", "0"), ("external_service_timeout_ms", "200"), ("circuit_breaker_failure_threshold", "5")]).await;
+    let api = Api::start(
+        backend,
+        &[("cache_ttl_seconds", "0"), ("external_context_ttl_seconds", "0"), ("external_service_timeout_ms", "200"), ("circuit_breaker_failure_threshold", "5")],
+    )
+    .await;
     api.simulate(0.0, 600).await;
     let started = std::time::Instant::now();
     let data = external(&api).await;

@@ -61,21 +61,49 @@ async fn bad_parameters_are_400s(backend: Backend) {
     assert_eq!((r.status, r.header("allow")), (405, Some("GET")));
 }
 
-async fn cache_misses_then_hits_then_sees_a_new_ingest(backend: Backend) {
+async fn cache_misses_then_hits_then_adds_only_new_metrics(backend: Backend) {
     let api = Api::start(backend, &[]).await;
     api.post_metric(&metric("c", 1.0, 5)).await;
-    let (first, cache) = api.summary("type=c&period=daily").await;
+    let (first, cache) = api.summary("type=c").await;
     assert_eq!((cache.as_str(), first["count"].as_u64()), ("MISS", Some(1)));
-    let (second, cache) = api.summary("type=c&period=daily").await;
+    let (second, cache) = api.summary("type=c").await;
     assert_eq!(cache, "HIT");
     assert_eq!(second, first, "a hit returns the cached answer");
+    // A new metric: the cached aggregates are reused and only the journal is added.
     api.post_metric(&metric("c", 2.0, 5)).await;
-    let (third, cache) = api.summary("type=c&period=daily").await;
-    assert_eq!((cache.as_str(), third["count"].as_u64()), ("MISS", Some(2)));
-    assert_eq!(api.summary("type=c&period=daily").await.1, "HIT");
-    // Another type's ingest does not invalidate this type's entry.
+    let (third, cache) = api.summary("type=c").await;
+    assert_eq!((cache.as_str(), third["count"].as_u64(), third["sum"].as_f64()), ("PARTIAL", Some(2), Some(3.0)));
+    assert_eq!(api.summary("type=c").await.1, "HIT");
+    // Another type's ingest does not touch this type's entry.
     api.post_metric(&metric("other", 2.0, 5)).await;
-    assert_eq!(api.summary("type=c&period=daily").await.1, "HIT");
+    assert_eq!(api.summary("type=c").await.1, "HIT");
+    // A fixed range is cached the same way.
+    let range = format!("type=c&from={}&to={}", timestamp_seconds_ago(60), timestamp_seconds_ago(-60));
+    assert_eq!(api.summary(&range).await.1, "MISS");
+    let (cached, cache) = api.summary(&range).await;
+    assert_eq!((cache.as_str(), cached["count"].as_u64()), ("HIT", Some(2)));
+}
+
+async fn upstream_calls_are_bounded_by_the_context_ttl(backend: Backend) {
+    let api = std::sync::Arc::new(Api::start(backend, &[("external_context_ttl_seconds", "60")]).await);
+    let before = api.simulator_calls().await;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let api = api.clone();
+        tasks.push(tokio::spawn(async move {
+            assert_eq!(api.post_metric(&metric("ctx", i as f64, 1)).await.status, 201);
+            for _ in 0..5 {
+                let (s, _) = api.summary("type=ctx&period=hourly").await;
+                assert_eq!(s["external_data"]["status"], "success", "{s}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(api.simulator_calls().await, before + 1, "one call per type per TTL, whatever the load");
+    let (s, _) = api.summary("type=ctx&period=hourly").await;
+    assert_eq!(s["count"], 20);
 }
 
 async fn a_zero_ttl_turns_the_cache_off(backend: Backend) {
@@ -102,7 +130,7 @@ async fn a_summary_started_after_an_ack_always_includes_it(backend: Backend) {
     for acked in 1..=60u64 {
         assert_eq!(api.post_metric(&json!({"type": "race", "value": 1.0, "timestamp": timestamp_seconds_ago(1)})).await.status, 201);
         let (s, cache) = api.summary("type=race").await;
-        assert!(s["count"].as_u64().unwrap() >= acked, "after {acked} acks a {cache} summary said {}", s["count"]);
+        assert_eq!(s["count"].as_u64().unwrap(), acked, "after {acked} acks a {cache} summary said {}", s["count"]);
     }
     for r in readers {
         r.await.unwrap();
@@ -113,7 +141,8 @@ on_both_redis!(
     reports_exact_statistics_and_close_percentiles,
     periods_and_ranges_select_by_timestamp,
     bad_parameters_are_400s,
-    cache_misses_then_hits_then_sees_a_new_ingest,
+    cache_misses_then_hits_then_adds_only_new_metrics,
+    upstream_calls_are_bounded_by_the_context_ttl,
     a_zero_ttl_turns_the_cache_off,
     a_summary_started_after_an_ack_always_includes_it,
 );

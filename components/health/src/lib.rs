@@ -1,5 +1,6 @@
 //! GET /health: whether Redis and the key-value store answer.
 
+use analytics_platform::core::kv::Reader;
 use analytics_platform::kv::Kv;
 use analytics_platform::redis::Redis;
 use analytics_platform::respond;
@@ -15,7 +16,7 @@ fn handle(request: Request) -> anyhow::Result<Response> {
         return Ok(respond::error(&e, ALLOW));
     }
     let redis = Redis::connect().and_then(|r| r.ping());
-    let key_value = Kv::open_default().and_then(|kv| kv.get("health:probe").map(drop));
+    let key_value = Kv::open_default().and_then(|mut kv| kv.get("health:probe").map(drop).map_err(|e| e.to_string()));
     let state = |r: &Result<(), String>| if r.is_ok() { "healthy" } else { "unhealthy" };
     for (part, result) in [("redis", &redis), ("key_value", &key_value)] {
         if let Err(e) = result {

@@ -1,15 +1,13 @@
-//! POST /api/metrics: rate-limit the client, validate the metric, store it
-//! once (idempotent by `id`), and fold it into its type's time-bucket
-//! aggregates so summaries never scan stored metrics.
+//! POST /api/metrics: rate-limit the client, validate the metric, and store
+//! it once (idempotent by `id`) in one journal write; the journal is folded
+//! into the type's time-bucket aggregates as it fills, so summaries never
+//! scan stored metrics (see `analytics_core::ingest`).
 
-use analytics_platform::core::aggregate::Aggregate;
 use analytics_platform::core::api_error::ApiError;
 use analytics_platform::core::config as settings;
-use analytics_platform::core::ingest::{apply, targets, Target};
+use analytics_platform::core::ingest::{ingest, Ingested};
 use analytics_platform::core::metric::{new_id, parse_new_metric, Metric, MAX_BODY_BYTES};
 use analytics_platform::core::rate_limit::{client_id, Decision, RateLimit, SLIDING_WINDOW_SCRIPT};
-use analytics_platform::core::store::{claim_key, entry_key, metric_key, version_key, TYPES_KEY};
-use analytics_platform::core::time::{Bucket, Level};
 use analytics_platform::kv::Kv;
 use analytics_platform::redis::Redis;
 use analytics_platform::{clock, config, respond};
@@ -94,101 +92,41 @@ fn accept(request: &Request, now: i64) -> Result<(u16, serde_json::Value), ApiEr
     }
     let skew = settings::whole(config::lookup(), "max_clock_skew_seconds", 0, 86_400 * 365)?;
     let new = parse_new_metric(request.body(), now, skew)?;
-    let kv = Kv::open_default().map_err(|e| ApiError::unavailable(format!("key-value store: {e}")))?;
-    match &new.id {
-        Some(id) => {
-            let id = id.clone();
-            let metric = new.with_id(id.clone());
-            if kv.increment(&claim_key(&id), 1).map_err(store_failed)? > 1 {
-                return duplicate(&kv, &metric);
+    let mut kv = Kv::open_default().map_err(|e| ApiError::unavailable(format!("key-value store: {e}")))?;
+    let random = clock::random_u128();
+    let client_given = new.id.is_some();
+    let id = new.id.clone().unwrap_or_else(|| new_id(now, random));
+    let metric = new.with_id(id);
+    let outcome = ingest(&mut kv, &metric, client_given, (random >> 96) as usize)
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    match outcome {
+        Ingested::Stored { fold, .. } => {
+            if let Some(Err(e)) = fold {
+                // Stored all the same: the items wait in the journal for the next fold.
+                eprintln!("fold of `{}` failed, left for the next one: {e}", metric.metric_type);
             }
-            store(&kv, &metric, true).inspect_err(|_| {
-                // Let a retry with the same id start over.
-                let _ = kv.delete(&claim_key(&id));
-            })?;
             Ok((201, created(&metric)))
         }
-        None => {
-            let metric = new.with_id(new_id(now, clock::random_u128()));
-            store(&kv, &metric, false)?;
-            Ok((201, created(&metric)))
+        Ingested::Duplicate => {
+            let mut body = created(&metric);
+            body["duplicate"] = json!(true);
+            Ok((200, body))
         }
+        Ingested::Conflict => Err(ApiError::new(
+            409,
+            "id_conflict",
+            format!("id `{}` is already used by a different metric; use a new id", metric.id),
+        )),
+        Ingested::InProgress => Err(ApiError::new(
+            409,
+            "id_in_progress",
+            format!("a request with id `{}` is still being processed; retry shortly", metric.id),
+        )),
     }
-}
-
-fn store_failed(e: String) -> ApiError {
-    ApiError::unavailable(format!("key-value store: {e}"))
 }
 
 fn created(metric: &Metric) -> serde_json::Value {
     let mut body = metric.to_json();
     body["message"] = json!("Metric received");
     body
-}
-
-/// The id was claimed before: answer with what was stored, once it is there.
-fn duplicate(kv: &Kv, metric: &Metric) -> Result<(u16, serde_json::Value), ApiError> {
-    // The first request may still be writing; give it a moment.
-    for _ in 0..20 {
-        if let Some(bytes) = kv.get(&metric_key(&metric.id)).map_err(store_failed)? {
-            let stored: Metric = serde_json::from_slice(&bytes)
-                .map_err(|e| ApiError::new(500, "corrupt_record", format!("stored metric {} is unreadable: {e}", metric.id)))?;
-            if !stored.same_content(metric) {
-                return Err(ApiError::new(
-                    409,
-                    "id_conflict",
-                    format!("id `{}` is already used by a different metric; use a new id", metric.id),
-                ));
-            }
-            let mut body = created(&stored);
-            body["duplicate"] = json!(true);
-            return Ok((200, body));
-        }
-        clock::sleep_ms(50);
-    }
-    Err(ApiError::new(409, "id_in_progress", format!("a request with id `{}` is still being processed; retry shortly", metric.id)))
-}
-
-/// Stores a metric and folds it into its aggregates. With a client `id` the
-/// metric is also kept under that id, to answer retries.
-fn store(kv: &Kv, metric: &Metric, client_id: bool) -> Result<(), ApiError> {
-    let record = serde_json::to_vec(metric).map_err(|e| ApiError::new(500, "internal_error", e.to_string()))?;
-    if client_id {
-        kv.set(&metric_key(&metric.id), &record).map_err(store_failed)?;
-    }
-    for target in targets(metric.timestamp_ms) {
-        let count = kv
-            .update(&target.key(&metric.metric_type), |current| {
-                let mut aggregate = match current {
-                    Some(bytes) => Aggregate::decode(bytes).map_err(|e| e.to_string())?.unwrap_or_default(),
-                    None => Aggregate::default(),
-                };
-                apply(&target, &mut aggregate, metric);
-                Ok((aggregate.encode(), aggregate.count))
-            })
-            .map_err(store_failed)?;
-        // The second's new count numbers this metric's list entry.
-        if let Target::Bucket(Bucket { level: Level::Second, index }) = target {
-            kv.set(&entry_key(&metric.metric_type, index, count), &record).map_err(store_failed)?;
-        }
-    }
-    register_type(kv, &metric.metric_type)?;
-    kv.increment(&version_key(&metric.metric_type), 1).map_err(store_failed)?;
-    Ok(())
-}
-
-/// Adds the type to the registry the all-types listing walks.
-fn register_type(kv: &Kv, metric_type: &str) -> Result<(), ApiError> {
-    let known = |bytes: Option<&[u8]>| -> Vec<String> { bytes.and_then(|b| serde_json::from_slice(b).ok()).unwrap_or_default() };
-    if known(kv.get(TYPES_KEY).map_err(store_failed)?.as_deref()).iter().any(|t| t == metric_type) {
-        return Ok(());
-    }
-    kv.update(TYPES_KEY, |current| {
-        let mut types = known(current);
-        if let Err(pos) = types.binary_search_by(|t| t.as_str().cmp(metric_type)) {
-            types.insert(pos, metric_type.to_string());
-        }
-        Ok((serde_json::to_vec(&types).unwrap_or_default(), ()))
-    })
-    .map_err(store_failed)
 }

@@ -2,9 +2,9 @@
 //! (`X-Next-Cursor` carries the next page's cursor).
 
 use analytics_platform::core::api_error::ApiError;
+use analytics_platform::core::ingest::types;
 use analytics_platform::core::listing::{list, ListRequest};
 use analytics_platform::core::query::Query;
-use analytics_platform::core::store::TYPES_KEY;
 use analytics_platform::kv::Kv;
 use analytics_platform::respond;
 use serde_json::Value;
@@ -31,11 +31,7 @@ fn page(request: &Request) -> Result<(Value, Option<String>), ApiError> {
     let mut kv = Kv::open_default().map_err(unavailable)?;
     let types: Vec<String> = match &list_request.metric_type {
         Some(_) => Vec::new(),
-        None => kv
-            .get(TYPES_KEY)
-            .map_err(unavailable)?
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default(),
+        None => types(&mut kv).map_err(|e| unavailable(e.to_string()))?,
     };
     let page = list(&mut kv, &list_request, &types).map_err(|e| unavailable(e.to_string()))?;
     let body = Value::Array(page.metrics.iter().map(|m| m.to_json()).collect());

@@ -1,11 +1,15 @@
-//! Context from the external service, through the shared circuit breaker.
-//! The summary answers either way: a failure becomes a fallback value.
+//! Context from the external service, through the shared circuit breaker,
+//! cached per type for `external_context_ttl_seconds`: the upstream sees at
+//! most one call per type per TTL, made by the one request that holds the
+//! refresh lock while the others answer with the context it replaces. The
+//! summary answers either way: a failure becomes a fallback value.
 
 use std::time::Duration;
 
 use analytics_platform::core::api_error::ApiError;
 use analytics_platform::core::breaker::{Admission, Breaker, Policy, COMPARE_AND_SET_SCRIPT, STATE_KEY, SUCCESSES_KEY};
 use analytics_platform::core::config as settings;
+use analytics_platform::core::summary_cache::{context_keep_ms, context_key, context_refresh_key, CachedContext};
 use analytics_platform::http_out::{self, CallError};
 use analytics_platform::redis::Redis;
 use analytics_platform::{clock, config};
@@ -18,8 +22,78 @@ fn fallback(reason: &str) -> Value {
     json!({"status": "fallback", "reason": reason})
 }
 
-/// `external_data` for a summary of `metric_type`.
-pub fn context(redis: Option<&Redis>, metric_type: &str) -> Result<Value, ApiError> {
+/// How often a request without any context polls for the one being fetched.
+const CONTEXT_POLL_MS: u64 = 10;
+
+fn success(context: Value) -> Value {
+    json!({"status": "success", "external_metric_context": context})
+}
+
+/// `external_data` for a summary of `metric_type`. `cached` is the cached
+/// context if the caller already read it (`Some(None)`: there is none).
+pub fn context(redis: Option<&Redis>, metric_type: &str, cached: Option<Option<Vec<u8>>>) -> Result<Value, ApiError> {
+    let lookup = config::lookup();
+    let ttl_ms = settings::whole(lookup, "external_context_ttl_seconds", 0, 86_400)? * 1_000;
+    let timeout_ms = settings::external_timeout_ms(lookup)?;
+    let fetch = || fetch(redis, metric_type);
+    let Some(redis) = redis.filter(|_| ttl_ms > 0) else {
+        return fetch();
+    };
+    let cached = match cached {
+        Some(c) => c,
+        None => redis.get(&context_key(metric_type)).unwrap_or_else(|e| {
+            eprintln!("context cache unavailable: {e}");
+            None
+        }),
+    };
+    let cached = cached.and_then(|bytes| CachedContext::decode(&bytes));
+    let now = clock::now_ms();
+    if let Some(c) = cached.as_ref().filter(|c| c.fresh(now, ttl_ms)) {
+        return Ok(success(c.context.clone()));
+    }
+    // Stale or missing: one request refreshes, the others use what there is.
+    let lock = context_refresh_key(metric_type);
+    match redis.set_nx_px(&lock, b"1", timeout_ms + 1_000) {
+        Ok(true) => {
+            let result = fetch()?;
+            if result["status"] == "success" {
+                let fresh = CachedContext { fetched_at_ms: clock::now_ms(), context: result["external_metric_context"].clone() };
+                if let Err(e) = redis.set_px(&context_key(metric_type), &fresh.encode(), context_keep_ms(ttl_ms)) {
+                    eprintln!("context cache write failed: {e}");
+                }
+            }
+            let _ = redis.del(&lock);
+            Ok(result)
+        }
+        Ok(false) => match cached {
+            Some(stale) => Ok(success(stale.context)),
+            None => wait_for_context(redis, metric_type, timeout_ms),
+        },
+        Err(e) => {
+            eprintln!("context cache unavailable ({e}); calling the upstream");
+            fetch()
+        }
+    }
+}
+
+/// Another request is fetching the first context of this type: wait for it,
+/// as long as the upstream's own deadline.
+fn wait_for_context(redis: &Redis, metric_type: &str, timeout_ms: u64) -> Result<Value, ApiError> {
+    let mut waited = 0;
+    while waited <= timeout_ms {
+        clock::sleep_ms(CONTEXT_POLL_MS);
+        waited += CONTEXT_POLL_MS;
+        if let Ok(Some(bytes)) = redis.get(&context_key(metric_type)) {
+            if let Some(c) = CachedContext::decode(&bytes) {
+                return Ok(success(c.context));
+            }
+        }
+    }
+    Ok(fallback("timeout"))
+}
+
+/// Calls the upstream through the breaker.
+fn fetch(redis: Option<&Redis>, metric_type: &str) -> Result<Value, ApiError> {
     let lookup = config::lookup();
     let policy = settings::breaker(lookup)?;
     let timeout = Duration::from_millis(settings::external_timeout_ms(lookup)?);
@@ -50,7 +124,7 @@ pub fn context(redis: Option<&Redis>, metric_type: &str) -> Result<Value, ApiErr
 
 fn outcome(result: Result<Value, CallError>) -> Value {
     match result {
-        Ok(context) => json!({"status": "success", "external_metric_context": context}),
+        Ok(context) => success(context),
         Err(CallError::Timeout) => fallback("timeout"),
         Err(CallError::Transport(e)) => {
             eprintln!("external service call failed: {e}");

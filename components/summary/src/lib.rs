@@ -1,14 +1,24 @@
 //! GET /api/metrics/summary: statistics of one metric type over a window,
-//! served read-through from a Redis cache that is versioned per type, plus
-//! context from the external service behind the circuit breaker.
+//! plus context from the external service behind the circuit breaker.
+//!
+//! Every answer includes every acknowledged metric. The type's journal
+//! headers (one key-value read) say exactly which metrics exist; the Redis
+//! cache answers in one round trip when nothing changed since it was filled
+//! (HIT), or hands back the window's folded aggregates when only the journal
+//! changed, so only the journal's items are added (PARTIAL). See
+//! `analytics_core::summary_cache`.
 
 mod external;
 
 use analytics_platform::core::api_error::ApiError;
 use analytics_platform::core::config as settings;
+use analytics_platform::core::kv::Reader;
+use analytics_platform::core::pending::{journal_keys, Pending};
 use analytics_platform::core::query::Query;
-use analytics_platform::core::store::version_key;
-use analytics_platform::core::summary::{decode_cached, encode_cached, window_aggregate, SummaryRequest};
+use analytics_platform::core::summary::{window_aggregate, with_pending, SummaryRequest};
+use analytics_platform::core::summary_cache::{
+    cache_key, context_key, entry_ttl_ms, read_lookup, store_args, Lookup, LOOKUP_SCRIPT, STORE_SCRIPT,
+};
 use analytics_platform::kv::Kv;
 use analytics_platform::redis::Redis;
 use analytics_platform::{clock, config, respond};
@@ -28,7 +38,11 @@ fn handle(request: Request) -> anyhow::Result<Response> {
 /// How the cache took part in an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Cache {
+    /// The cached answer, computed at the current state.
     Hit,
+    /// The cached folded aggregates plus the journal's metrics.
+    Partial,
+    /// Computed from the aggregates.
     Miss,
     /// The cache is off or Redis is unreachable: computed without it.
     Bypass,
@@ -38,6 +52,7 @@ impl std::fmt::Display for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Cache::Hit => "HIT",
+            Cache::Partial => "PARTIAL",
             Cache::Miss => "MISS",
             Cache::Bypass => "BYPASS",
         })
@@ -55,30 +70,51 @@ fn summarize(request: &Request) -> Result<(Cache, Vec<u8>), ApiError> {
     let summary = SummaryRequest::parse(&Query::parse(request.query())?, now)?;
     let ttl = settings::whole(config::lookup(), "cache_ttl_seconds", 0, 86_400 * 30)?;
     let mut kv = Kv::open_default().map_err(unavailable)?;
-    // Every ingest bumps the type's version before it answers, so a cached
-    // answer computed at an older version is never served.
-    let version = kv.counter(&version_key(&summary.metric_type)).map_err(unavailable)?;
+    // The journal first: what it holds is what every answer must include.
+    let keys = journal_keys(&summary.metric_type);
+    let journals = kv.get_many(&keys).map_err(unavailable)?;
+    let headers = Pending::headers(&keys, &journals).map_err(unavailable)?;
+    let (state, folded_state) = (Pending::state(&headers), Pending::folded_state(&headers));
 
     let redis = Redis::connect().map_err(|e| eprintln!("summary cache unavailable: {e}")).ok();
-    let cache_key = summary.cache_key();
+    let cache_key = cache_key(&summary);
+    let context_key = context_key(&summary.metric_type);
     let mut cache = Cache::Bypass;
+    let mut cached_folded = None;
+    let mut cached_context = None;
     if let (Some(redis), true) = (&redis, ttl > 0) {
-        match redis.get(&cache_key) {
-            Ok(Some(entry)) => match decode_cached(&entry) {
-                Some((cached_version, body)) if cached_version == version => return Ok((Cache::Hit, body.to_vec())),
-                _ => cache = Cache::Miss,
-            },
-            Ok(None) => cache = Cache::Miss,
+        let reply = redis.eval(LOOKUP_SCRIPT, &[&cache_key, &context_key], &[state.as_bytes()]);
+        match reply.map(|r| read_lookup(r, &folded_state)) {
+            Ok(Some(Lookup::Hit(body))) => return Ok((Cache::Hit, body)),
+            Ok(Some(Lookup::Miss { folded, context })) => {
+                cache = Cache::Miss;
+                cached_folded = folded;
+                cached_context = Some(context);
+            }
+            Ok(None) => eprintln!("summary cache: unexpected reply to the lookup"),
             Err(e) => eprintln!("summary cache unavailable: {e}"),
         }
     }
 
-    let aggregate = window_aggregate(&mut kv, &summary).map_err(unavailable)?;
+    let pending = Pending::decode(&keys, &journals).map_err(unavailable)?;
+    let (aggregate, folded_to_keep) = match cached_folded {
+        Some(folded) => {
+            cache = Cache::Partial;
+            (with_pending(&folded, &summary, &pending), None)
+        }
+        None => {
+            let window = window_aggregate(&mut kv, &summary, &pending).map_err(unavailable)?;
+            (window.total, window.folded)
+        }
+    };
     let mut body = summary.report(&aggregate, now);
-    body["external_data"] = external::context(redis.as_ref(), &summary.metric_type)?;
+    body["external_data"] = external::context(redis.as_ref(), &summary.metric_type, cached_context)?;
     let body = body.to_string();
-    if let (Cache::Miss, Some(redis)) = (cache, &redis) {
-        if let Err(e) = redis.set_ex(&cache_key, &encode_cached(version, &body), ttl) {
+    if let (Cache::Miss | Cache::Partial, Some(redis)) = (cache, &redis) {
+        let folded = folded_to_keep.as_ref().map(|a| (folded_state.as_str(), a));
+        let args = store_args(entry_ttl_ms(&summary, ttl, now), &state, body.as_bytes(), folded);
+        let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        if let Err(e) = redis.eval(STORE_SCRIPT, &[&cache_key], &args) {
             eprintln!("summary cache write failed: {e}");
         }
     }

@@ -6,9 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::sketch::Sketch;
 
-/// First byte of an encoded aggregate; anything else is read as empty (for
-/// example the zero counter that `increment(key, 0)` leaves to create a key).
-const MAGIC: u8 = 0xA6;
+/// First byte of an encoded aggregate (0xA6 was the layout without watermarks).
+const MAGIC: u8 = 0xA7;
 
 /// A value could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,6 +29,9 @@ pub struct Aggregate {
     pub children: u64,
     /// Days (indexes) that hold data; kept in the all-time aggregate only.
     pub days: Vec<i64>,
+    /// Per journal shard, the last item folded in: this aggregate holds its
+    /// bucket's items of that shard up to there, and none after.
+    pub watermarks: Vec<u64>,
 }
 
 impl Aggregate {
@@ -85,6 +87,18 @@ impl Aggregate {
         (0..64u32).rev().filter(move |p| self.children & (1u64 << p) != 0)
     }
 
+    /// The last item of journal shard `shard` this aggregate holds.
+    pub fn watermark(&self, shard: usize) -> u64 {
+        self.watermarks.get(shard).copied().unwrap_or(0)
+    }
+
+    pub fn set_watermark(&mut self, shard: usize, seq: u64) {
+        if self.watermarks.len() <= shard {
+            self.watermarks.resize(shard + 1, 0);
+        }
+        self.watermarks[shard] = seq;
+    }
+
     pub fn mark_day(&mut self, day: i64) {
         if let Err(pos) = self.days.binary_search(&day) {
             self.days.insert(pos, day);
@@ -98,13 +112,10 @@ impl Aggregate {
         out
     }
 
-    /// `Ok(None)` for an absent or placeholder value.
-    pub fn decode(bytes: &[u8]) -> Result<Option<Aggregate>, DecodeError> {
+    pub fn decode(bytes: &[u8]) -> Result<Aggregate, DecodeError> {
         match bytes.split_first() {
-            Some((&MAGIC, rest)) => postcard::from_bytes(rest)
-                .map(Some)
-                .map_err(|e| DecodeError(e.to_string())),
-            _ => Ok(None),
+            Some((&MAGIC, rest)) => postcard::from_bytes(rest).map_err(|e| DecodeError(e.to_string())),
+            _ => Err(DecodeError("not an aggregate".into())),
         }
     }
 }
@@ -139,18 +150,20 @@ mod tests {
     }
 
     #[test]
-    fn round_trips_and_reads_placeholders_as_empty() {
+    fn round_trips_and_refuses_anything_else() {
         let mut a = Aggregate::default();
         a.record(85.5, 1_700_000_000_000);
         a.mark_child(59);
         a.mark_day(3);
         a.mark_day(1);
         a.mark_day(3);
-        assert_eq!(Aggregate::decode(&a.encode()), Ok(Some(a.clone())));
+        a.set_watermark(5, 42);
+        assert_eq!(Aggregate::decode(&a.encode()), Ok(a.clone()));
         assert_eq!(a.days, vec![1, 3]);
         assert_eq!(a.children_descending().collect::<Vec<_>>(), vec![59]);
-        assert_eq!(Aggregate::decode(&0i64.to_le_bytes()), Ok(None));
-        assert_eq!(Aggregate::decode(b"0"), Ok(None));
+        assert_eq!((a.watermark(5), a.watermark(0), a.watermark(15)), (42, 0, 0));
+        assert!(Aggregate::decode(&0i64.to_le_bytes()).is_err());
+        assert!(Aggregate::decode(&[0xA6, 0]).is_err(), "the layout before watermarks");
         assert!(Aggregate::decode(&[MAGIC, 0xFF, 0xFF]).is_err());
     }
 }

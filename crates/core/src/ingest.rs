@@ -1,105 +1,171 @@
-//! What one ingest changes: the aggregates of the metric's second, minute,
-//! hour and day and the all-time aggregate (each updated by compare-and-swap),
-//! then one list entry. Kept here so the order and the content are testable.
+//! Storing one metric: claim its client id (if it has one), append it to a
+//! journal shard (one write: the acknowledgement), register a new type, and
+//! fold the shard when the append made it due.
+//!
+//! Durable writes per metric: one append, plus one claim with a client id,
+//! plus a fold's share (about 7 writes per [`FOLD_EVERY`] metrics while they
+//! arrive in one second; more when they are spread out in time).
 
-use crate::aggregate::Aggregate;
+use crate::fold::{fold, Folded};
+use crate::journal::{shard_of_id, Journal, FOLD_EVERY};
+use crate::keys::{claim_key, entries_key, journal_key, TYPES_KEY};
+use crate::kv::{second_of, update, Change, Kv, StoreError};
 use crate::metric::Metric;
-use crate::store::{bucket_key, total_key, MemoryStore};
-use crate::time::{Bucket, Level};
+use crate::entries::Entries;
 
-/// One aggregate an ingest updates.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    Bucket(Bucket),
-    Total,
+/// What became of a metric.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ingested {
+    /// Stored now. `fold` is the fold this ingest ran, if the shard was due;
+    /// a failed fold loses nothing (the items stay in the journal for the next).
+    Stored { shard: usize, fold: Option<Result<Folded, StoreError>> },
+    /// The id was stored before, with the same content.
+    Duplicate,
+    /// The id belongs to a metric with different content.
+    Conflict,
+    /// The id was claimed by a request that has not finished storing it (or died trying).
+    InProgress,
 }
 
-impl Target {
-    pub fn key(&self, metric_type: &str) -> String {
-        match self {
-            Target::Bucket(b) => bucket_key(metric_type, *b),
-            Target::Total => total_key(metric_type),
+/// How long a re-post waits for the first post of its id to be stored.
+const DUPLICATE_POLLS: usize = 20;
+const DUPLICATE_POLL_MS: u64 = 50;
+
+/// A 40-bit fingerprint of what a metric says (not its id): claims add it
+/// to the id's counter, so a re-post learns whether the first post said the
+/// same thing without another read.
+fn fingerprint(metric: &Metric) -> i64 {
+    let text = format!("{}\u{0}{}\u{0}{}", metric.metric_type, metric.value.to_bits(), metric.timestamp_ms);
+    ((xxhash_rust::xxh3::xxh3_64(text.as_bytes()) & ((1 << 40) - 1)) | 1) as i64
+}
+
+/// Stores `metric`. With `client_id`, the id decides the shard and makes the
+/// post idempotent; otherwise the metric goes to `shard` (pick it at random).
+pub fn ingest<K: Kv>(kv: &mut K, metric: &Metric, client_id: bool, shard: usize) -> Result<Ingested, StoreError> {
+    if !client_id {
+        return append_and_fold(kv, metric, shard % crate::journal::SHARDS);
+    }
+    let claim = claim_key(&metric.id);
+    let fp = fingerprint(metric);
+    let total = kv.increment(&claim, fp)?;
+    if total != fp {
+        return duplicate(kv, metric, total - fp, fp);
+    }
+    let shard = shard_of_id(&metric.id);
+    match append_and_fold(kv, metric, shard) {
+        Ok(stored) => Ok(stored),
+        Err(error) => {
+            // Give the id back only if the metric surely is not stored.
+            if let Ok(None) = find(kv, metric) {
+                let _ = kv.increment(&claim, -fp);
+            }
+            Err(error)
         }
     }
 }
 
-/// Finest first. The second's aggregate comes first because its new count
-/// numbers the metric's list entry; coarser levels mark which children hold
-/// data, and are written after their children, so a reader walking down from
-/// the top never reaches a child that does not exist yet.
-pub fn targets(timestamp_ms: i64) -> Vec<Target> {
-    Level::ALL
-        .iter()
-        .map(|&level| Target::Bucket(Bucket::containing(level, timestamp_ms)))
-        .chain(std::iter::once(Target::Total))
-        .collect()
+/// A re-post: `before` is what earlier claims added up to.
+fn duplicate<K: Kv>(kv: &mut K, metric: &Metric, before: i64, fp: i64) -> Result<Ingested, StoreError> {
+    // Every earlier post carried this content iff the sum is a multiple of
+    // its fingerprint (a collision needs 40-bit luck). A conflicting post
+    // takes its share back, so the id's first content still shows through.
+    if before <= 0 || before % fp != 0 {
+        kv.increment(&claim_key(&metric.id), -fp)?;
+        return Ok(Ingested::Conflict);
+    }
+    for attempt in 0..DUPLICATE_POLLS {
+        if let Some(stored) = find(kv, metric)? {
+            return Ok(if stored.same_content(metric) { Ingested::Duplicate } else { Ingested::Conflict });
+        }
+        if attempt + 1 < DUPLICATE_POLLS {
+            kv.sleep_ms(DUPLICATE_POLL_MS);
+        }
+    }
+    Ok(Ingested::InProgress)
 }
 
-/// Applies `metric` to the aggregate of `target`.
-pub fn apply(target: &Target, aggregate: &mut Aggregate, metric: &Metric) {
-    aggregate.record(metric.value, metric.timestamp_ms);
-    match target {
-        Target::Bucket(bucket) => {
-            if let Some(finer) = bucket.level.finer() {
-                let child = Bucket::containing(finer, metric.timestamp_ms);
-                if let Some((_, position)) = child.position_in_parent() {
-                    aggregate.mark_child(position);
-                }
+/// The stored metric with `metric`'s id, looked up where the same content
+/// would be: its journal shard, then (folded by now) its second's entries.
+fn find<K: Kv>(kv: &mut K, metric: &Metric) -> Result<Option<Metric>, StoreError> {
+    let keys = [journal_key(&metric.metric_type, shard_of_id(&metric.id)), entries_key(&metric.metric_type, second_of(metric.timestamp_ms))];
+    let values = kv.get_many(&keys)?;
+    if let Some(bytes) = &values[0] {
+        if let Some(m) = Journal::decode(&keys[0], bytes)?.items.into_iter().find(|m| m.id == metric.id) {
+            return Ok(Some(m));
+        }
+    }
+    match &values[1] {
+        Some(bytes) => Ok(Entries::decode(&keys[1], bytes)?.metrics.into_iter().find(|m| m.id == metric.id)),
+        None => Ok(None),
+    }
+}
+
+fn append_and_fold<K: Kv>(kv: &mut K, metric: &Metric, shard: usize) -> Result<Ingested, StoreError> {
+    let (journal, new_shard) = append(kv, metric, shard)?;
+    if new_shard {
+        register_type(kv, &metric.metric_type)?;
+    }
+    let fold = journal.due().then(|| fold(kv, &metric.metric_type, shard, &journal));
+    Ok(Ingested::Stored { shard, fold })
+}
+
+/// Appends `metric` to its shard; returns the shard as written, and whether
+/// this append created it.
+fn append<K: Kv>(kv: &mut K, metric: &Metric, shard: usize) -> Result<(Journal, bool), StoreError> {
+    let key = journal_key(&metric.metric_type, shard);
+    let mut created = false;
+    let journal = update(kv, &key, |current| {
+        let mut journal = match current {
+            Some(bytes) => Journal::decode(&key, bytes)?,
+            None => {
+                created = true;
+                Journal::default()
+            }
+        };
+        if journal.holds(&metric.id) {
+            return Ok(Change::Done(journal));
+        }
+        journal.append(metric.clone());
+        Ok(Change::Write(journal.encode(), journal))
+    })?;
+    Ok((journal, created))
+}
+
+/// Adds a type to the registry the all-types listing walks.
+pub fn register_type<K: Kv>(kv: &mut K, metric_type: &str) -> Result<(), StoreError> {
+    update(kv, TYPES_KEY, |current| {
+        let mut types: Vec<String> = match current {
+            Some(bytes) => serde_json::from_slice(bytes).map_err(|e| StoreError::corrupt(TYPES_KEY, e))?,
+            None => Vec::new(),
+        };
+        match types.binary_search_by(|t| t.as_str().cmp(metric_type)) {
+            Ok(_) => Ok(Change::Done(())),
+            Err(pos) => {
+                types.insert(pos, metric_type.to_string());
+                Ok(Change::Write(serde_json::to_vec(&types).unwrap_or_default(), ()))
             }
         }
-        Target::Total => aggregate.mark_day(Bucket::containing(Level::Day, metric.timestamp_ms).index),
+    })
+}
+
+/// The registered types.
+pub fn types(reader: &mut dyn crate::kv::Reader) -> Result<Vec<String>, StoreError> {
+    match reader.get(TYPES_KEY)? {
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::corrupt(TYPES_KEY, e)),
+        None => Ok(Vec::new()),
     }
 }
 
-/// Ingests into a [`MemoryStore`] the way the component does into Spin's
-/// store (without concurrency): for tests of summaries and listings.
-pub fn ingest_into(store: &mut MemoryStore, metric: &Metric) {
-    let mut entry_number = 0;
-    for target in targets(metric.timestamp_ms) {
-        let key = target.key(&metric.metric_type);
-        let mut aggregate = store
-            .values
-            .get(&key)
-            .and_then(|v| Aggregate::decode(v).ok().flatten())
-            .unwrap_or_default();
-        apply(&target, &mut aggregate, metric);
-        if matches!(target, Target::Bucket(Bucket { level: Level::Second, .. })) {
-            entry_number = aggregate.count;
+/// Folds every shard of `metric_type` that holds items (for tests and tools).
+pub fn fold_all<K: Kv>(kv: &mut K, metric_type: &str) -> Result<usize, StoreError> {
+    let mut folded = 0;
+    for shard in 0..crate::journal::SHARDS {
+        let key = journal_key(metric_type, shard);
+        if let Some(bytes) = kv.get(&key)? {
+            folded += fold(kv, metric_type, shard, &Journal::decode(&key, &bytes)?)?.items;
         }
-        store.values.insert(key, aggregate.encode());
     }
-    let second = Bucket::containing(Level::Second, metric.timestamp_ms).index;
-    store.values.insert(
-        crate::store::entry_key(&metric.metric_type, second, entry_number),
-        serde_json::to_vec(metric).unwrap_or_default(),
-    );
+    Ok(folded)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn targets_go_from_fine_to_coarse() {
-        let t = targets(90_061_000);
-        assert_eq!(t.len(), 5);
-        assert_eq!(t[0], Target::Bucket(Bucket { level: Level::Second, index: 90_061 }));
-        assert_eq!(t[3], Target::Bucket(Bucket { level: Level::Day, index: 1 }));
-        assert_eq!(t[4], Target::Total);
-        assert_eq!(t[1].key("cpu"), "agg:cpu:m:1501");
-    }
-
-    #[test]
-    fn coarse_aggregates_mark_their_children() {
-        let metric = Metric { id: "a".into(), metric_type: "cpu".into(), value: 1.0, timestamp_ms: 90_061_000 };
-        let mut minute = Aggregate::default();
-        apply(&targets(metric.timestamp_ms)[1], &mut minute, &metric);
-        assert_eq!(minute.children, 1 << 1);
-        let mut day = Aggregate::default();
-        apply(&targets(metric.timestamp_ms)[3], &mut day, &metric);
-        assert_eq!(day.children, 1 << 1);
-        let mut total = Aggregate::default();
-        apply(&Target::Total, &mut total, &metric);
-        assert_eq!(total.days, vec![1]);
-    }
-}
+const _: () = assert!(FOLD_EVERY > 1);

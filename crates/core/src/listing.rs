@@ -1,13 +1,20 @@
 //! Listing metrics newest first, a page at a time. The walk goes down the
 //! bucket hierarchy (days → hours → minutes → seconds) through the
-//! aggregates' child marks, so a page costs O(limit + buckets visited) and
-//! never a scan of the store.
+//! aggregates' child marks to the seconds' entry lists, so a page costs
+//! O(limit + buckets visited) and never a scan of the store. Metrics not yet
+//! folded come from the journal shards, read first (see [`crate::pending`]);
+//! one that was folded in between is found twice and kept once.
+
+use std::collections::HashSet;
 
 use crate::aggregate::Aggregate;
 use crate::api_error::ApiError;
+use crate::entries::Entries;
+use crate::keys::{bucket_key, entries_key, total_key};
+use crate::kv::{Reader, StoreError};
 use crate::metric::{validate_type, Metric};
+use crate::pending::Pending;
 use crate::query::Query;
-use crate::store::{bucket_key, entry_key, total_key, ReadError, Reader};
 use crate::time::{parse_timestamp, Bucket, Level, MS_PER_SECOND};
 
 pub const DEFAULT_LIMIT: usize = 100;
@@ -114,8 +121,17 @@ fn newest_first(a: &Metric, b: &Metric) -> std::cmp::Ordering {
     (b.timestamp_ms, &b.id).cmp(&(a.timestamp_ms, &a.id))
 }
 
+/// Aggregates under `keys`, `None` where missing.
+fn read_aggregates(reader: &mut dyn Reader, keys: &[String]) -> Result<Vec<Option<Aggregate>>, StoreError> {
+    let values = reader.get_many(keys)?;
+    keys.iter()
+        .zip(values)
+        .map(|(key, value)| value.map(|bytes| Aggregate::decode(&bytes).map_err(|e| StoreError::corrupt(key, e))).transpose())
+        .collect()
+}
+
 /// Lists a page across `types` (the request's own type, if it names one).
-pub fn list(reader: &mut dyn Reader, request: &ListRequest, types: &[String]) -> Result<Page, ReadError> {
+pub fn list(reader: &mut dyn Reader, request: &ListRequest, types: &[String]) -> Result<Page, StoreError> {
     let wanted = request.limit + 1;
     let mut found = Vec::new();
     let single;
@@ -127,9 +143,13 @@ pub fn list(reader: &mut dyn Reader, request: &ListRequest, types: &[String]) ->
         None => types,
     };
     for metric_type in types {
+        let pending = Pending::read(reader, metric_type)?;
+        found.extend(pending.items.into_iter().map(|item| item.metric).filter(|m| request.admits(m)));
         found.extend(TypeWalk { reader: &mut *reader, request, metric_type, wanted }.run()?);
     }
     found.sort_by(newest_first);
+    let mut seen = HashSet::new();
+    found.retain(|m| seen.insert(m.id.clone()));
     found.truncate(wanted);
     let next = (found.len() > request.limit).then(|| {
         found.truncate(request.limit);
@@ -153,8 +173,8 @@ fn overlaps(bucket: Bucket, from_ms: i64, to_ms: i64) -> bool {
 }
 
 impl TypeWalk<'_> {
-    fn run(mut self) -> Result<Vec<Metric>, ReadError> {
-        let Some(total) = self.reader.aggregates(&[total_key(self.metric_type)])?.pop().flatten() else {
+    fn run(mut self) -> Result<Vec<Metric>, StoreError> {
+        let Some(total) = read_aggregates(self.reader, &[total_key(self.metric_type)])?.pop().flatten() else {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
@@ -164,7 +184,7 @@ impl TypeWalk<'_> {
             if !overlaps(bucket, from, upper) {
                 continue;
             }
-            if let Some(aggregate) = self.reader.aggregates(&[bucket_key(self.metric_type, bucket)])?.pop().flatten() {
+            if let Some(aggregate) = read_aggregates(self.reader, &[bucket_key(self.metric_type, bucket)])?.pop().flatten() {
                 self.descend(bucket, &aggregate, &mut out)?;
             }
             if out.len() >= self.wanted {
@@ -176,7 +196,7 @@ impl TypeWalk<'_> {
 
     /// Collects from the children of `bucket`, newest first, reading each
     /// level's children in one batch.
-    fn descend(&mut self, bucket: Bucket, aggregate: &Aggregate, out: &mut Vec<Metric>) -> Result<(), ReadError> {
+    fn descend(&mut self, bucket: Bucket, aggregate: &Aggregate, out: &mut Vec<Metric>) -> Result<(), StoreError> {
         let (from, upper) = (self.request.from_ms, self.request.upper_ms());
         let children: Vec<Bucket> = aggregate
             .children_descending()
@@ -184,17 +204,22 @@ impl TypeWalk<'_> {
             .filter(|c| overlaps(*c, from, upper))
             .collect();
         let keys: Vec<String> = children.iter().map(|c| bucket_key(self.metric_type, *c)).collect();
-        let found = children.into_iter().zip(self.reader.aggregates(&keys)?);
+        let found = children.into_iter().zip(read_aggregates(self.reader, &keys)?);
         if bucket.level == Level::Minute {
-            // Seconds: fetch entries of as many seconds as the page still needs, at once.
+            // Seconds: fetch the entries of as many seconds as the page still
+            // needs at once; the cursor may hide some, so go on until it is full.
             let mut batch = Vec::new();
             let mut batch_count = 0;
             for (second, aggregate) in found {
                 let Some(aggregate) = aggregate else { continue };
-                batch.push((second, aggregate.count));
+                batch.push(second);
                 batch_count += aggregate.count as usize;
                 if out.len() + batch_count >= self.wanted {
-                    break;
+                    self.collect_seconds(&batch, out)?;
+                    if out.len() >= self.wanted {
+                        return Ok(());
+                    }
+                    (batch, batch_count) = (Vec::new(), 0);
                 }
             }
             return self.collect_seconds(&batch, out);
@@ -211,19 +236,14 @@ impl TypeWalk<'_> {
     }
 
     /// Appends the admitted entries of consecutive `seconds` (newest first).
-    fn collect_seconds(&mut self, seconds: &[(Bucket, u64)], out: &mut Vec<Metric>) -> Result<(), ReadError> {
-        let metric_type = self.metric_type;
-        let keys: Vec<String> = seconds
-            .iter()
-            .flat_map(|(second, count)| (1..=*count).map(move |n| entry_key(metric_type, second.index, n)))
-            .collect();
-        let mut metrics: Vec<Metric> = self
-            .reader
-            .metrics(&keys)?
-            .into_iter()
-            .flatten()
-            .filter(|m| self.request.admits(m))
-            .collect();
+    fn collect_seconds(&mut self, seconds: &[Bucket], out: &mut Vec<Metric>) -> Result<(), StoreError> {
+        let keys: Vec<String> = seconds.iter().map(|second| entries_key(self.metric_type, second.index)).collect();
+        let mut metrics = Vec::new();
+        for (key, value) in keys.iter().zip(self.reader.get_many(&keys)?) {
+            if let Some(bytes) = value {
+                metrics.extend(Entries::decode(key, &bytes)?.metrics.into_iter().filter(|m| self.request.admits(m)));
+            }
+        }
         metrics.sort_by(newest_first);
         out.extend(metrics);
         Ok(())
@@ -233,8 +253,14 @@ impl TypeWalk<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::ingest_into;
-    use crate::store::MemoryStore;
+    use crate::ingest::{fold_all, ingest};
+    use crate::memory_store::MemoryStore;
+
+    /// Stores `metric`, spreading metrics over the shards.
+    fn ingest_into(store: &mut MemoryStore, metric: &Metric) {
+        let shard = metric.id.len() + metric.timestamp_ms as usize;
+        ingest(store, metric, false, shard).unwrap();
+    }
 
     fn metric(i: usize, metric_type: &str, ts: i64) -> Metric {
         Metric { id: format!("id{i:05}"), metric_type: metric_type.into(), value: i as f64, timestamp_ms: ts }
@@ -269,11 +295,31 @@ mod tests {
             expected.push((ts, format!("id{i:05}")));
         }
         expected.sort_by(|a, b| b.cmp(a));
-        let pages = all_pages(&mut store, "type=cpu&limit=40", &[]);
-        assert_eq!(pages.len(), 7);
-        assert!(pages[..6].iter().all(|p| p.len() == 40));
-        let flat: Vec<String> = pages.concat();
-        assert_eq!(flat, expected.into_iter().map(|(_, id)| id).collect::<Vec<_>>());
+        let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
+        // Partly folded, then wholly.
+        for _ in 0..2 {
+            let pages = all_pages(&mut store, "type=cpu&limit=40", &[]);
+            assert_eq!(pages.len(), 7);
+            assert!(pages[..6].iter().all(|p| p.len() == 40));
+            assert_eq!(pages.concat(), expected);
+            fold_all(&mut store, "cpu").unwrap();
+        }
+    }
+
+    #[test]
+    fn a_page_boundary_inside_a_busy_minute_skips_nothing() {
+        let mut store = MemoryStore::default();
+        let base = 1_771_416_000_000;
+        let mut expected = Vec::new();
+        for i in 0..300 {
+            let ts = base - (i as i64 % 20) * 1_000;
+            ingest_into(&mut store, &metric(i, "busy", ts));
+            expected.push((ts, format!("id{i:05}")));
+        }
+        fold_all(&mut store, "busy").unwrap();
+        expected.sort_by(|a, b| b.cmp(a));
+        let pages = all_pages(&mut store, "type=busy&limit=7", &[]);
+        assert_eq!(pages.concat(), expected.into_iter().map(|(_, id)| id).collect::<Vec<_>>());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! commands. Every failure is returned, never hidden: callers decide how to
 //! degrade (fail open, bypass the cache, ...).
 
+use analytics_core::summary_cache::ReplyItem;
 use spin_sdk::redis::{Connection, RedisParameter, RedisResult};
 
 /// An open connection.
@@ -28,16 +29,31 @@ impl Redis {
         self.connection.execute(command, &params(args)).map_err(message)
     }
 
-    /// `EVAL script numkeys keys... args...`, expecting integers back.
-    pub fn eval_ints(&self, script: &str, keys: &[&str], args: &[&str]) -> Result<Vec<i64>, String> {
+    /// `EVAL script numkeys keys... args...`, the reply flattened as Spin does.
+    pub fn eval(&self, script: &str, keys: &[&str], args: &[&[u8]]) -> Result<Vec<ReplyItem>, String> {
         let numkeys = keys.len().to_string();
         let mut all: Vec<&[u8]> = vec![script.as_bytes(), numkeys.as_bytes()];
         all.extend(keys.iter().map(|k| k.as_bytes()));
-        all.extend(args.iter().map(|a| a.as_bytes()));
-        self.execute("EVAL", &all)?
+        all.extend(args.iter().copied());
+        Ok(self
+            .execute("EVAL", &all)?
             .into_iter()
             .map(|r| match r {
-                RedisResult::Int64(n) => Ok(n),
+                RedisResult::Int64(n) => ReplyItem::Int(n),
+                RedisResult::Binary(b) => ReplyItem::Bytes(b),
+                RedisResult::Status(s) => ReplyItem::Bytes(s.into_bytes()),
+                RedisResult::Nil => ReplyItem::Nil,
+            })
+            .collect())
+    }
+
+    /// `EVAL script numkeys keys... args...`, expecting integers back.
+    pub fn eval_ints(&self, script: &str, keys: &[&str], args: &[&str]) -> Result<Vec<i64>, String> {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        self.eval(script, keys, &args)?
+            .into_iter()
+            .map(|r| match r {
+                ReplyItem::Int(n) => Ok(n),
                 other => Err(format!("redis: expected integers from script, got {other:?}")),
             })
             .collect()
@@ -51,6 +67,19 @@ impl Redis {
     pub fn set_ex(&self, key: &str, value: &[u8], ttl_seconds: u64) -> Result<(), String> {
         let ttl = ttl_seconds.to_string();
         self.execute("SET", &[key.as_bytes(), value, b"EX", ttl.as_bytes()]).map(drop)
+    }
+
+    /// `SET key value NX PX ms`: whether the key was set.
+    pub fn set_nx_px(&self, key: &str, value: &[u8], ms: u64) -> Result<bool, String> {
+        let ms = ms.to_string();
+        let reply = self.execute("SET", &[key.as_bytes(), value, b"NX", b"PX", ms.as_bytes()])?;
+        Ok(!matches!(reply.first(), Some(RedisResult::Nil) | None))
+    }
+
+    /// `SET key value PX ms`.
+    pub fn set_px(&self, key: &str, value: &[u8], ms: u64) -> Result<(), String> {
+        let ms = ms.to_string();
+        self.execute("SET", &[key.as_bytes(), value, b"PX", ms.as_bytes()]).map(drop)
     }
 
     pub fn set(&self, key: &str, value: &[u8]) -> Result<(), String> {

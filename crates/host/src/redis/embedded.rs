@@ -183,7 +183,7 @@ const COMMANDS: &[(&str, i32)] = &[
     ("zadd", -4), ("zrem", -3), ("zcard", 2), ("zscore", 3), ("zcount", 4), ("zrange", -4),
     ("zrangebyscore", -4), ("zremrangebyscore", 4),
     ("sadd", -3), ("srem", -3), ("smembers", 2), ("sismember", 3), ("scard", 2),
-    ("hset", -4), ("hget", 3), ("hdel", -3), ("hgetall", 2), ("hincrby", 4),
+    ("hset", -4), ("hget", 3), ("hmget", -3), ("hdel", -3), ("hgetall", 2), ("hincrby", 4),
     ("publish", 3), ("dbsize", 1), ("flushall", -1), ("flushdb", -1),
     ("eval", -3), ("evalsha", -3), ("script", -2),
 ];
@@ -472,6 +472,15 @@ impl Db {
                 Some(v) => Reply::Bulk(v),
                 None => Reply::Nil,
             },
+            "hmget" => {
+                let hash = self.hash(&a[0], now, false)?;
+                Reply::Array(
+                    a[1..]
+                        .iter()
+                        .map(|f| hash.as_ref().and_then(|h| h.get(f)).map_or(Reply::Nil, |v| Reply::Bulk(v.clone())))
+                        .collect(),
+                )
+            }
             "hdel" => {
                 let removed = match self.hash(&a[0], now, false)? {
                     Some(h) => a[1..].iter().filter(|f| h.remove(*f).is_some()).count(),

@@ -1,0 +1,165 @@
+//! Folding a journal shard into its type's aggregates (second, minute, hour,
+//! day, all time) and per-second entry lists, then trimming it.
+//!
+//! Every write is a compare-and-swap through [`update`], and every change
+//! checks the target's watermark for the shard first, so a fold can stop at
+//! any write (a crash, a store error) and be run again, by anyone, without
+//! counting an item twice; the journal is trimmed only after every target
+//! holds its items. Targets are written finest first, so a coarse bucket
+//! never marks a child that does not exist yet.
+
+use std::collections::BTreeMap;
+
+use crate::aggregate::Aggregate;
+use crate::entries::Entries;
+use crate::journal::Journal;
+use crate::keys::{bucket_key, entries_key, journal_key, total_key};
+use crate::kv::{second_of, update, Change, Kv, StoreError};
+use crate::metric::Metric;
+use crate::time::{Bucket, Level};
+
+/// One aggregate a metric goes into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Target {
+    Bucket(Bucket),
+    Total,
+}
+
+impl Target {
+    pub fn key(&self, metric_type: &str) -> String {
+        match self {
+            Target::Bucket(b) => bucket_key(metric_type, *b),
+            Target::Total => total_key(metric_type),
+        }
+    }
+}
+
+/// The aggregates a metric at `timestamp_ms` goes into, finest first.
+pub fn targets(timestamp_ms: i64) -> impl Iterator<Item = Target> {
+    Level::ALL
+        .into_iter()
+        .map(move |level| Target::Bucket(Bucket::containing(level, timestamp_ms)))
+        .chain(std::iter::once(Target::Total))
+}
+
+/// Adds `metric` to the aggregate of `target`, marking which child bucket
+/// (or, for the total, which day) now holds data.
+pub fn apply(target: &Target, aggregate: &mut Aggregate, metric: &Metric) {
+    aggregate.record(metric.value, metric.timestamp_ms);
+    match target {
+        Target::Bucket(bucket) => {
+            if let Some(finer) = bucket.level.finer() {
+                let child = Bucket::containing(finer, metric.timestamp_ms);
+                if let Some((_, position)) = child.position_in_parent() {
+                    aggregate.mark_child(position);
+                }
+            }
+        }
+        Target::Total => aggregate.mark_day(Bucket::containing(Level::Day, metric.timestamp_ms).index),
+    }
+}
+
+/// What a fold did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Folded {
+    pub items: usize,
+    /// Aggregates and entry lists it went through (each one write at most).
+    pub targets: usize,
+}
+
+/// Items with their `seq`.
+type Numbered<'a> = Vec<(u64, &'a Metric)>;
+
+/// Folds every item of `journal` (shard `shard` of `metric_type`, as read)
+/// into the aggregates and entry lists, then trims them off the shard.
+pub fn fold<K: Kv>(kv: &mut K, metric_type: &str, shard: usize, journal: &Journal) -> Result<Folded, StoreError> {
+    let through = journal.next_seq() - 1;
+    if journal.items.is_empty() {
+        return Ok(Folded::default());
+    }
+    let mut by_target: BTreeMap<Target, Numbered> = BTreeMap::new();
+    let mut by_second: BTreeMap<i64, Numbered> = BTreeMap::new();
+    for (seq, metric) in journal.numbered() {
+        for target in targets(metric.timestamp_ms) {
+            by_target.entry(target).or_default().push((seq, metric));
+        }
+        by_second.entry(second_of(metric.timestamp_ms)).or_default().push((seq, metric));
+    }
+    for (second, items) in &by_second {
+        let key = entries_key(metric_type, *second);
+        update(kv, &key, |current| {
+            let mut entries = match current {
+                Some(bytes) => Entries::decode(&key, bytes)?,
+                None => Entries::default(),
+            };
+            let held = entries.watermark(shard);
+            if held >= through {
+                return Ok(Change::Done(()));
+            }
+            entries.metrics.extend(items.iter().filter(|(seq, _)| *seq > held).map(|(_, m)| (*m).clone()));
+            entries.set_watermark(shard, through);
+            Ok(Change::Write(entries.encode(), ()))
+        })?;
+    }
+    for (target, items) in &by_target {
+        let key = target.key(metric_type);
+        update(kv, &key, |current| {
+            let mut aggregate = match current {
+                Some(bytes) => Aggregate::decode(bytes).map_err(|e| StoreError::corrupt(&key, e))?,
+                None => Aggregate::default(),
+            };
+            let held = aggregate.watermark(shard);
+            if held >= through {
+                return Ok(Change::Done(()));
+            }
+            for (_, metric) in items.iter().filter(|(seq, _)| *seq > held) {
+                apply(target, &mut aggregate, metric);
+            }
+            aggregate.set_watermark(shard, through);
+            Ok(Change::Write(aggregate.encode(), ()))
+        })?;
+    }
+    let key = journal_key(metric_type, shard);
+    update(kv, &key, |current| {
+        let mut journal = Journal::decode(&key, current.unwrap_or_default())?;
+        if journal.folded_through >= through {
+            return Ok(Change::Done(()));
+        }
+        journal.trim_through(through);
+        Ok(Change::Write(journal.encode(), ()))
+    })?;
+    Ok(Folded { items: journal.items.len(), targets: by_target.len() + by_second.len() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_go_from_fine_to_coarse() {
+        let t: Vec<Target> = targets(90_061_000).collect();
+        assert_eq!(t.len(), 5);
+        assert_eq!(t[0], Target::Bucket(Bucket { level: Level::Second, index: 90_061 }));
+        assert_eq!(t[3], Target::Bucket(Bucket { level: Level::Day, index: 1 }));
+        assert_eq!(t[4], Target::Total);
+        assert_eq!(t[1].key("cpu"), "agg:cpu:m:1501");
+        let mut sorted = t.clone();
+        sorted.sort();
+        assert_eq!(sorted, t, "the fold's order is finest first");
+    }
+
+    #[test]
+    fn coarse_aggregates_mark_their_children() {
+        let metric = Metric { id: "a".into(), metric_type: "cpu".into(), value: 1.0, timestamp_ms: 90_061_000 };
+        let t: Vec<Target> = targets(metric.timestamp_ms).collect();
+        let mut minute = Aggregate::default();
+        apply(&t[1], &mut minute, &metric);
+        assert_eq!(minute.children, 1 << 1);
+        let mut day = Aggregate::default();
+        apply(&t[3], &mut day, &metric);
+        assert_eq!(day.children, 1 << 1);
+        let mut total = Aggregate::default();
+        apply(&Target::Total, &mut total, &metric);
+        assert_eq!(total.days, vec![1]);
+    }
+}

@@ -1,0 +1,40 @@
+//! The key-value layout. Every key of a metric type starts with a prefix and
+//! the type, so one type's data never collides with another's.
+//!
+//! | key | value |
+//! |---|---|
+//! | `jrn:{type}:{shard}` | a journal shard: metrics acknowledged but not yet folded ([`crate::journal`]) |
+//! | `agg:{type}:{s\|m\|h\|d}:{index}` | aggregate of one time bucket, with per-shard watermarks |
+//! | `agg:{type}:all` | all-time aggregate, with the days holding data |
+//! | `ent:{type}:{second}` | the metrics of one second, for listing ([`crate::entries`]) |
+//! | `claim:{id}` | counter; whoever raises it to 1 owns the client id |
+//! | `types` | every metric type seen (JSON array) |
+//! | `init:{key}` | counter arbitrating who creates `key` ([`crate::kv::update`]) |
+
+use crate::time::Bucket;
+
+pub const TYPES_KEY: &str = "types";
+
+pub fn journal_key(metric_type: &str, shard: usize) -> String {
+    format!("jrn:{metric_type}:{shard}")
+}
+
+pub fn bucket_key(metric_type: &str, bucket: Bucket) -> String {
+    format!("agg:{metric_type}:{}:{}", bucket.level.tag(), bucket.index)
+}
+
+pub fn total_key(metric_type: &str) -> String {
+    format!("agg:{metric_type}:all")
+}
+
+pub fn entries_key(metric_type: &str, second: i64) -> String {
+    format!("ent:{metric_type}:{second}")
+}
+
+pub fn claim_key(id: &str) -> String {
+    format!("claim:{id}")
+}
+
+pub fn guard_key(key: &str) -> String {
+    format!("init:{key}")
+}

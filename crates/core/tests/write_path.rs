@@ -1,0 +1,214 @@
+//! The write path's guarantees, on the in-memory model of Spin's stores:
+//! concurrent ingests (with re-posted client ids) are each counted once on
+//! every store Spin offers, Spin v4.0.2's Redis store included; a request
+//! that dies after any of its writes loses no acknowledged metric and counts
+//! none twice; and every read sees every acknowledged metric.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use analytics_core::ingest::{fold_all, ingest, Ingested};
+use analytics_core::kv::{Kv, StoreError};
+use analytics_core::listing::{list, Cursor, ListRequest};
+use analytics_core::memory_store::{MemoryStore, SwapBehaviour};
+use analytics_core::metric::Metric;
+use analytics_core::pending::Pending;
+use analytics_core::query::Query;
+use analytics_core::summary::{window_aggregate, SummaryRequest};
+
+const NOW: i64 = 1_771_416_000_500;
+const BEHAVIOURS: [SwapBehaviour; 3] = [SwapBehaviour::SpinSqlite, SwapBehaviour::Correct, SwapBehaviour::SpinV4_0_2];
+
+fn metric(id: &str, t: &str, value: f64, ts: i64) -> Metric {
+    Metric { id: id.into(), metric_type: t.into(), value, timestamp_ms: ts }
+}
+
+/// Count and sum over all time, as a summary reports them.
+fn totals(store: &MemoryStore, t: &str) -> (u64, f64) {
+    let mut reader = store.request();
+    let request = SummaryRequest::parse(&Query::parse(&format!("type={t}")).unwrap(), NOW).unwrap();
+    let pending = Pending::read(&mut reader, t).unwrap();
+    let window = window_aggregate(&mut reader, &request, &pending).unwrap();
+    (window.total.count, window.total.sum)
+}
+
+/// Every id a full listing of `t` returns, page by page.
+fn listed(store: &MemoryStore, t: &str) -> Vec<String> {
+    let mut reader = store.request();
+    let mut request = ListRequest::parse(&Query::parse(&format!("type={t}&limit=97")).unwrap()).unwrap();
+    let mut ids = Vec::new();
+    loop {
+        let page = list(&mut reader, &request, &[]).unwrap();
+        ids.extend(page.metrics.iter().map(|m| m.id.clone()));
+        match page.next {
+            Some(next) => request.cursor = Some(Cursor::decode(&next.encode()).unwrap()),
+            None => return ids,
+        }
+    }
+}
+
+#[test]
+fn concurrent_ingests_are_each_counted_once_on_every_store() {
+    for behaviour in BEHAVIOURS {
+        let mut store = MemoryStore::with_swaps(behaviour);
+        store.real_sleep = true;
+        let threads = 8;
+        let per_thread = 150;
+        let acknowledged = Arc::new(Mutex::new(BTreeMap::new()));
+        let workers: Vec<_> = (0..threads)
+            .map(|thread| {
+                let (mut kv, acknowledged) = (store.request(), acknowledged.clone());
+                std::thread::spawn(move || {
+                    for i in 0..per_thread {
+                        // Every fifth metric carries a client id that every thread posts.
+                        let shared = i % 5 == 0;
+                        let id = if shared { format!("shared-{i}") } else { format!("t{thread}-{i}") };
+                        let value = i as f64;
+                        let m = metric(&id, "load", value, NOW - (i as i64 % 90) * 1_000);
+                        match ingest(&mut kv, &m, shared, thread * 7 + i).unwrap() {
+                            Ingested::Stored { fold, .. } => {
+                                if let Some(Err(e)) = fold {
+                                    panic!("{behaviour:?}: fold failed: {e}");
+                                }
+                                assert!(acknowledged.lock().unwrap().insert(id, value).is_none(), "stored twice");
+                            }
+                            Ingested::Duplicate | Ingested::InProgress => assert!(shared),
+                            Ingested::Conflict => panic!("same content reported as a conflict"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        let acknowledged = acknowledged.lock().unwrap().clone();
+        let expected = (threads * per_thread * 4 / 5 + per_thread / 5) as u64;
+        assert_eq!(acknowledged.len() as u64, expected, "{behaviour:?}");
+        let sum: f64 = acknowledged.values().sum();
+        assert_eq!(totals(&store, "load"), (expected, sum), "{behaviour:?}");
+        let mut ids = listed(&store, "load");
+        assert_eq!(ids.len() as u64, expected, "{behaviour:?}: the listing has each metric once");
+        ids.sort();
+        assert!(ids.iter().cloned().eq(acknowledged.keys().cloned()));
+        // Folding what is left changes no answer.
+        let mut kv = store.request();
+        fold_all(&mut kv, "load").unwrap();
+        assert_eq!(totals(&store, "load"), (expected, sum), "{behaviour:?}");
+        assert_eq!(listed(&store, "load").len() as u64, expected);
+    }
+}
+
+/// Posts `count` metrics one after another; the request for metric `dies_at`
+/// dies after `writes` writes. Returns what the clients were told was stored.
+fn run_with_a_crash(behaviour: SwapBehaviour, with_ids: bool, dies_at: usize, writes: usize) -> (MemoryStore, BTreeMap<String, f64>, Option<String>) {
+    let store = MemoryStore::with_swaps(behaviour);
+    let mut acknowledged = BTreeMap::new();
+    let mut lost_request = None;
+    for i in 0..200 {
+        let m = metric(&format!("m{i}"), "crash", i as f64, NOW - (i as i64 % 7) * 1_000);
+        let mut kv = store.request();
+        if i == dies_at {
+            kv.writes_left = Some(writes);
+        }
+        match ingest(&mut kv, &m, with_ids, i % 3) {
+            Ok(Ingested::Stored { .. }) => {
+                acknowledged.insert(m.id.clone(), m.value);
+            }
+            Ok(other) => panic!("{other:?}"),
+            Err(StoreError::Store(_)) if i == dies_at => {
+                lost_request = Some(m.id.clone());
+                if with_ids {
+                    // The client retries; the id makes that safe.
+                    let mut retry = store.request();
+                    match ingest(&mut retry, &m, true, 0).unwrap() {
+                        Ingested::Stored { .. } | Ingested::Duplicate => {
+                            acknowledged.insert(m.id.clone(), m.value);
+                        }
+                        Ingested::InProgress => {} // Claimed by the dead request and never stored.
+                        Ingested::Conflict => panic!("a retry is not a conflict"),
+                    }
+                }
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    (store, acknowledged, lost_request)
+}
+
+#[test]
+fn a_request_that_dies_after_any_write_loses_nothing_acknowledged_and_counts_nothing_twice() {
+    for behaviour in BEHAVIOURS {
+        for with_ids in [false, true] {
+            // The 64th append to shard 0 (metric 189) folds: die at every write of that request.
+            for writes in 0..40 {
+                let (store, acknowledged, lost) = run_with_a_crash(behaviour, with_ids, 189, writes);
+                let (count, sum) = totals(&store, "crash");
+                let acked_sum: f64 = acknowledged.values().sum();
+                let ids: HashSet<String> = listed(&store, "crash").into_iter().collect();
+                for id in acknowledged.keys() {
+                    assert!(ids.contains(id), "{behaviour:?} ids={with_ids} writes={writes}: {id} lost");
+                }
+                // The dead request's metric may or may not have landed, but once at most.
+                let extra = count - acknowledged.len() as u64;
+                assert!(extra <= 1, "{behaviour:?} ids={with_ids} writes={writes}: {extra} extra");
+                if extra == 1 {
+                    let lost = lost.clone().expect("only the dead request can add an unacknowledged metric");
+                    assert!(ids.contains(&lost) && sum == acked_sum + 189.0);
+                } else {
+                    assert_eq!(sum, acked_sum);
+                }
+                assert_eq!(ids.len() as u64, count, "the listing agrees with the count");
+                // Later folds repair what the dead one left half done.
+                let mut kv = store.request();
+                fold_all(&mut kv, "crash").unwrap();
+                assert_eq!(totals(&store, "crash"), (count, sum), "{behaviour:?} ids={with_ids} writes={writes}");
+                if lost.is_none() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_re_posted_id_with_other_content_is_a_conflict_and_stores_nothing() {
+    let mut kv = MemoryStore::default();
+    let first = metric("order-1", "orders", 3.0, NOW);
+    assert!(matches!(ingest(&mut kv, &first, true, 0).unwrap(), Ingested::Stored { .. }));
+    assert_eq!(ingest(&mut kv, &first, true, 5).unwrap(), Ingested::Duplicate);
+    for changed in [metric("order-1", "orders", 4.0, NOW), metric("order-1", "orders", 3.0, NOW - 1), metric("order-1", "other", 3.0, NOW)] {
+        assert_eq!(ingest(&mut kv, &changed, true, 0).unwrap(), Ingested::Conflict, "{changed:?}");
+    }
+    // A retry of the original still answers as a duplicate after the conflicts.
+    assert_eq!(ingest(&mut kv, &first, true, 0).unwrap(), Ingested::Duplicate);
+    assert_eq!(totals(&kv, "orders"), (1, 3.0));
+    assert_eq!(totals(&kv, "other"), (0, 0.0));
+}
+
+#[test]
+fn writes_per_metric_stay_near_one() {
+    for behaviour in BEHAVIOURS {
+        let store = MemoryStore::with_swaps(behaviour);
+        let mut writes = 0;
+        let n = 16 * 64 * 4;
+        for i in 0..n {
+            // 500 metrics a second, as a busy type under `spin up` would see.
+            let m = metric(&format!("m{i}"), "busy", 1.0, NOW + (i as i64 * 2));
+            let mut kv = store.request();
+            ingest(&mut kv, &m, false, i).unwrap();
+            writes += kv.writes;
+        }
+        let per_metric = writes as f64 / n as f64;
+        assert!(per_metric < 1.25, "{behaviour:?}: {per_metric:.3} writes per metric");
+    }
+}
+
+#[test]
+fn the_store_error_of_a_dead_request_is_reported() {
+    let mut kv = MemoryStore::default();
+    kv.writes_left = Some(0);
+    assert!(ingest(&mut kv, &metric("a", "t", 1.0, NOW), false, 0).is_err());
+    assert!(kv.increment("x", 1).is_err());
+}
+
