@@ -2,7 +2,7 @@
 //! with nothing to install beyond the Rust toolchain.
 //!
 //! - `up [ARGS]`: build the components and the host, then serve `spin.toml`.
-//! - `test [ARGS]`: build the components, then run every test.
+//! - `test [ARGS]`: build the components, then run every test and the deployment files' check.
 //! - `build`: build the components and test fixtures (`wasm32-wasip2`, release).
 //! - `bench [--quick]`: build everything in release mode, then run `bench/` (results in `bench/results/`).
 
@@ -96,6 +96,10 @@ fn test(args: &[String]) -> Result<(), String> {
     let mut command = cargo();
     command.args(["test", "--release"]);
     command.args(args);
+    run(command)?;
+    // The deployment files (docker-compose.yml, deploy/): schemas and wiring, offline.
+    let mut command = Command::new("bash");
+    command.arg(root().join("deploy/check.sh")).current_dir(root());
     run(command)
 }
 
