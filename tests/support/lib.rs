@@ -2,8 +2,10 @@
 //! (no TCP), with one place to set variables, reach Redis and key-value, and
 //! send requests.
 
-pub mod redis_server;
 pub mod api;
+pub mod host_process;
+pub mod http_client;
+pub mod redis_server;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

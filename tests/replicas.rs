@@ -1,0 +1,201 @@
+//! Scale-out: several `spin-host` processes share one `redis-server` for the
+//! key-value store (runtime config `type = "redis"`) and another for the
+//! losable state, as replicas do under docker compose or SpinKube. Run with
+//! a correct Redis store and with Spin v4.0.2's defects reproduced.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use support::api::timestamp_seconds_ago;
+use support::host_process::HostProcess;
+use support::http_client::Connection;
+use support::redis_server::RedisServer;
+
+const REPLICAS: usize = 3;
+const CONNECTIONS: usize = 32;
+const POSTS: usize = 1_000;
+/// Posts 0..ID_POSTS carry client ids, each id posted twice (on different replicas).
+const ID_POSTS: usize = 100;
+const LIMIT: usize = 40;
+/// Redis connections one replica may hold to each server: one per worker thread.
+const MAX_CONNECTIONS_PER_REPLICA: usize = 2;
+
+struct Cluster {
+    replicas: Vec<HostProcess>,
+    store: RedisServer,
+    cache: RedisServer,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(defects: &str) -> Cluster {
+    let (store, cache) = (RedisServer::start(), RedisServer::start());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("runtime-config.toml");
+    std::fs::write(&config, format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"{}\"\n", store.url())).expect("runtime config");
+    let args = |i: usize| -> Vec<String> {
+        let mut args: Vec<String> = [
+            "--runtime-config-file",
+            &config.to_string_lossy(),
+            "--state-dir",
+            &dir.path().join(format!("state-{i}")).to_string_lossy(),
+            "--redis",
+            "external",
+            "--kv-redis-defects",
+            defects,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for (name, value) in [
+            ("redis_url", cache.url()),
+            ("rate_limit_requests", LIMIT.to_string()),
+            ("trust_forwarded_for", "true".into()),
+            ("external_service_latency_ms", "0".into()),
+            ("external_service_failure_rate", "0".into()),
+        ] {
+            args.extend(["--variable".to_string(), format!("{name}={value}")]);
+        }
+        args
+    };
+    let starting: Vec<_> = (0..REPLICAS)
+        .map(|i| {
+            let (args, log) = (args(i), dir.path().join(format!("host-{i}.log")));
+            tokio::spawn(async move { HostProcess::start(&args, log).await })
+        })
+        .collect();
+    let mut replicas = Vec::new();
+    for s in starting {
+        replicas.push(s.await.expect("starting a replica"));
+    }
+    Cluster { replicas, store, cache, _dir: dir }
+}
+
+/// The body of post `i`, its id (if it has one), and its value; `now` is
+/// fixed for the run, so both posts of an id say exactly the same.
+fn post(i: usize, now: &[String]) -> (serde_json::Value, Option<String>, f64) {
+    if i < ID_POSTS {
+        let k = i / 2;
+        let id = format!("rid-{k}");
+        let body = json!({"id": id, "type": "rep", "value": k as f64, "timestamp": now[k]});
+        (body, Some(id), k as f64)
+    } else {
+        (json!({"type": "rep", "value": i as f64, "timestamp": now[i % 300]}), None, i as f64)
+    }
+}
+
+/// `CLIENT LIST` of `server`: connections per name.
+async fn connections_by_name(server: &RedisServer) -> BTreeMap<String, usize> {
+    let client = redis::Client::open(server.url()).expect("client");
+    let mut connection = client.get_multiplexed_async_connection().await.expect("connection");
+    let list: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut connection).await.expect("CLIENT LIST");
+    let mut by_name = BTreeMap::new();
+    for line in list.lines() {
+        let name = line.split(' ').find_map(|f| f.strip_prefix("name=")).unwrap_or("").to_string();
+        *by_name.entry(name).or_insert(0) += 1;
+    }
+    by_name
+}
+
+async fn replicas_share_one_store(defects: &str) {
+    let cluster = Arc::new(start(defects).await);
+    let addresses: Vec<_> = cluster.replicas.iter().map(|r| r.address).collect();
+    let now: Arc<Vec<String>> = Arc::new((0..300).map(timestamp_seconds_ago).collect());
+    // 32 connections spread over the replicas, each its own client (X-Forwarded-For).
+    let tasks: Vec<_> = (0..CONNECTIONS)
+        .map(|c| {
+            let (address, now) = (addresses[c % REPLICAS], now.clone());
+            tokio::spawn(async move {
+                let mut connection = Connection::open(address).await.expect("connect");
+                let client = format!("10.0.{c}.1");
+                let mut stored = Vec::new();
+                for i in (c..POSTS).step_by(CONNECTIONS) {
+                    let (body, id, value) = post(i, &now);
+                    loop {
+                        let headers = [("content-type", "application/json"), ("x-forwarded-for", client.as_str())];
+                        let r = connection.send("POST", "/api/metrics", &headers, body.to_string()).await.expect("post");
+                        match r.status {
+                            201 => stored.push((id.clone().unwrap_or_else(|| r.json()["id"].as_str().unwrap_or_default().to_string()), value)),
+                            200 => assert_eq!(r.json()["duplicate"], true),
+                            409 if r.json()["error"] == "id_in_progress" => {
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                                continue;
+                            }
+                            other => panic!("post {i}: {other} {}", r.text()),
+                        }
+                        break;
+                    }
+                }
+                stored
+            })
+        })
+        .collect();
+    let mut stored = Vec::new();
+    for t in tasks {
+        stored.extend(t.await.expect("client task"));
+    }
+    let ids: HashSet<&str> = stored.iter().map(|(id, _)| id.as_str()).collect();
+    let expected = POSTS - ID_POSTS / 2;
+    assert_eq!((stored.len(), ids.len()), (expected, expected), "{defects}: each id stored once");
+    let sum: f64 = stored.iter().map(|(_, v)| v).sum();
+
+    // Every replica reports every metric once.
+    for replica in &cluster.replicas {
+        let mut c = Connection::open(replica.address).await.expect("connect");
+        for query in ["type=rep", "type=rep&period=hourly"] {
+            let s = c.get(&format!("/api/metrics/summary?{query}")).await.expect("summary").json();
+            assert_eq!((s["count"].as_u64(), s["sum"].as_f64()), (Some(expected as u64), Some(sum)), "{defects}, {query}: {s}");
+        }
+    }
+    // The listing has each of them once.
+    let mut c = Connection::open(addresses[1]).await.expect("connect");
+    let mut listed = Vec::new();
+    let mut path = "/api/metrics/list?type=rep&limit=333".to_string();
+    loop {
+        let page = c.get(&path).await.expect("list");
+        assert_eq!(page.status, 200, "{}", page.text());
+        listed.extend(page.json().as_array().expect("array").iter().map(|m| m["id"].as_str().unwrap_or_default().to_string()));
+        match page.header("x-next-cursor") {
+            Some(cursor) => path = format!("/api/metrics/list?type=rep&limit=333&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let listed_set: HashSet<&str> = listed.iter().map(String::as_str).collect();
+    assert_eq!((listed.len(), listed_set), (expected, ids.clone()), "{defects}: the listing");
+
+    // One client's limit holds across replicas: 40 of 60 get through.
+    let mut admitted = 0;
+    for i in 0..60 {
+        let mut c = Connection::open(addresses[i % REPLICAS]).await.expect("connect");
+        let body = json!({"type": "limited", "value": 1.0, "timestamp": timestamp_seconds_ago(0)});
+        let headers = [("content-type", "application/json"), ("x-forwarded-for", "10.99.0.1")];
+        match c.send("POST", "/api/metrics", &headers, body.to_string()).await.expect("post").status {
+            201 => admitted += 1,
+            429 => {}
+            other => panic!("{other}"),
+        }
+    }
+    assert_eq!(admitted, LIMIT, "{defects}: the rate limit is shared by every replica");
+
+    // Connections stay pooled: at most one per worker thread and server.
+    let (store, cache) = (connections_by_name(&cluster.store).await, connections_by_name(&cluster.cache).await);
+    for replica in &cluster.replicas {
+        let kv = store.get(&format!("spin-host:{}:kv", replica.pid())).copied().unwrap_or(0);
+        let guests = cache.get(&format!("spin-host:{}:guests", replica.pid())).copied().unwrap_or(0);
+        assert!((1..=MAX_CONNECTIONS_PER_REPLICA).contains(&kv), "{defects}: {kv} store connections: {store:?}");
+        assert!((1..=MAX_CONNECTIONS_PER_REPLICA).contains(&guests), "{defects}: {guests} cache connections: {cache:?}");
+        let log = replica.log_text();
+        assert!(!log.contains("error"), "{defects}: replica log:\n{log}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_one_store_on_a_correct_redis_store() {
+    replicas_share_one_store("none").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_one_store_on_spin_v4_0_2s_redis_store() {
+    replicas_share_one_store("spin-v4.0.2").await;
+}
