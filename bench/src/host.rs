@@ -4,6 +4,7 @@
 //! [`stop_everything`], and by the kernel if the benchmark itself is killed
 //! (`PR_SET_PDEATHSIG`).
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::{SocketAddr, TcpListener};
@@ -162,6 +163,10 @@ pub struct HostConfig<'a> {
     pub manifest: &'a Path,
     pub state_dir: &'a Path,
     pub redis: RedisKind,
+    /// `--store-mode`: `fast` or `spin`.
+    pub store_mode: &'a str,
+    /// A runtime config (e.g. the key-value store on a redis-server).
+    pub runtime_config: Option<&'a Path>,
     pub variables: &'a [(String, String)],
     /// Where the host's stdout and stderr go.
     pub log: &'a Path,
@@ -203,7 +208,11 @@ impl Host {
             .arg("--state-dir")
             .arg(config.state_dir)
             .arg("--quiet")
-            .args(["--redis", config.redis.name()]);
+            .args(["--redis", config.redis.name()])
+            .args(["--store-mode", config.store_mode]);
+        if let Some(path) = config.runtime_config {
+            command.arg("--runtime-config-file").arg(path);
+        }
         for (name, value) in config.variables {
             command.args(["--variable", &format!("{name}={value}")]);
         }
@@ -322,6 +331,36 @@ impl RedisServer {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `INFO` as name/value pairs (counters such as `total_commands_processed`).
+    pub fn info(&self) -> anyhow::Result<HashMap<String, String>> {
+        use std::io::Write;
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).context("connecting to redis-server")?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        stream.write_all(b"*1\r\n$4\r\nINFO\r\n")?;
+        // A bulk reply: `$<len>\r\n<text>\r\n`.
+        let mut reply = Vec::new();
+        let mut chunk = [0u8; 16_384];
+        loop {
+            let n = stream.read(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            reply.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&reply);
+            if let Some((header, body)) = text.split_once("\r\n") {
+                let len: usize = header.trim_start_matches('$').parse().context("INFO reply length")?;
+                if body.len() >= len {
+                    return Ok(body[..len]
+                        .lines()
+                        .filter_map(|l| l.split_once(':'))
+                        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+                        .collect());
+                }
+            }
+        }
+        bail!("redis-server closed the connection during INFO")
     }
 
     pub fn pid(&self) -> u32 {

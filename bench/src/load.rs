@@ -28,6 +28,9 @@ pub enum Body {
     /// A fresh metric for POST /api/metrics: timestamp now, the connection's
     /// type out of `types`, a varying value.
     Metric { types: Vec<String> },
+    /// Every `writes_every`-th request of a connection posts a metric of
+    /// `metric_type` (to `/api/metrics`); the others send the plan's GET.
+    Mixed { metric_type: String, writes_every: u64 },
 }
 
 /// What makes an answer the expected one.
@@ -45,8 +48,17 @@ impl Expect {
         Expect { status, header: None, body_contains: None }
     }
 
+    /// Any 2xx (for mixed scenarios).
+    pub fn success() -> Expect {
+        Expect::status(0)
+    }
+
     fn check(&self, response: &Response) -> Result<(), String> {
-        if response.status != self.status {
+        let status_ok = match self.status {
+            0 => (200..300).contains(&response.status),
+            expected => response.status == expected,
+        };
+        if !status_ok {
             return Err(format!("status {}", response.status));
         }
         if let Some((name, value)) = self.header {
@@ -67,7 +79,8 @@ impl Expect {
 /// One scenario's load.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub address: SocketAddr,
+    /// Connection `i` goes to `addresses[i % len]`.
+    pub addresses: Vec<SocketAddr>,
     pub method: &'static str,
     pub path: String,
     pub body: Body,
@@ -86,6 +99,10 @@ pub struct Outcome {
     pub ok: u64,
     /// Everything else, by kind (`status 429`, `x-cache: MISS`, `transport: …`).
     pub errors: BTreeMap<String, u64>,
+    /// `X-Cache` values of the answers that had one.
+    pub cache: BTreeMap<String, u64>,
+    /// POSTs answered 2xx in a mixed plan.
+    pub writes: u64,
     pub elapsed: Duration,
 }
 
@@ -105,32 +122,40 @@ pub async fn run(plan: &Plan) -> anyhow::Result<Outcome> {
         let plan = plan.clone();
         tasks.spawn(async move { connection(&plan, index, deadline, per_connection).await });
     }
-    let mut outcome = Outcome { latency: new_histogram()?, ok: 0, errors: BTreeMap::new(), elapsed: Duration::ZERO };
+    let mut outcome = Outcome::empty()?;
     while let Some(joined) = tasks.join_next().await {
         let part = joined.context("a load connection panicked")??;
         outcome.latency.add(&part.latency).context("merging histograms")?;
         outcome.ok += part.ok;
+        outcome.writes += part.writes;
         for (kind, n) in part.errors {
             *outcome.errors.entry(kind).or_default() += n;
+        }
+        for (value, n) in part.cache {
+            *outcome.cache.entry(value).or_default() += n;
         }
     }
     outcome.elapsed = started.elapsed();
     Ok(outcome)
 }
 
-fn new_histogram() -> anyhow::Result<Histogram<u64>> {
-    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).context("creating a latency histogram")
+impl Outcome {
+    fn empty() -> anyhow::Result<Outcome> {
+        let latency = Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).context("creating a latency histogram")?;
+        Ok(Outcome { latency, ok: 0, errors: BTreeMap::new(), cache: BTreeMap::new(), writes: 0, elapsed: Duration::ZERO })
+    }
 }
 
 /// One keep-alive connection's loop; reconnects after a transport error.
 async fn connection(plan: &Plan, index: usize, deadline: Instant, max_requests: u64) -> anyhow::Result<Outcome> {
-    let mut outcome = Outcome { latency: new_histogram()?, ok: 0, errors: BTreeMap::new(), elapsed: Duration::ZERO };
+    let mut outcome = Outcome::empty()?;
+    let address = plan.addresses[index % plan.addresses.len()];
     let mut sender: Option<SendRequest<Full<Bytes>>> = None;
     let mut sent = 0u64;
     while sent < max_requests && Instant::now() < deadline {
         let ready = match sender.take() {
             Some(s) if !s.is_closed() => Ok(s),
-            _ => connect(plan.address).await,
+            _ => connect(address).await,
         };
         let mut s = match ready {
             Ok(s) => s,
@@ -140,7 +165,8 @@ async fn connection(plan: &Plan, index: usize, deadline: Instant, max_requests: 
                 continue;
             }
         };
-        let request = build(plan, index, sent)?;
+        let request = build(plan, address, index, sent)?;
+        let write = request.method() == hyper::Method::POST;
         sent += 1;
         let start = Instant::now();
         match tokio::time::timeout(REQUEST_TIMEOUT, exchange(&mut s, request)).await {
@@ -148,8 +174,14 @@ async fn connection(plan: &Plan, index: usize, deadline: Instant, max_requests: 
                 let micros = start.elapsed().as_micros().clamp(1, MAX_LATENCY_US as u128) as u64;
                 outcome.latency.record(micros).context("recording a latency")?;
                 match plan.expect.check(&response) {
-                    Ok(()) => outcome.ok += 1,
+                    Ok(()) => {
+                        outcome.ok += 1;
+                        outcome.writes += u64::from(write);
+                    }
                     Err(kind) => *outcome.errors.entry(kind).or_default() += 1,
+                }
+                if let Some(cache) = response.header("x-cache") {
+                    *outcome.cache.entry(cache.to_string()).or_default() += 1;
                 }
                 sender = Some(s);
             }
@@ -171,26 +203,29 @@ async fn connect(address: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>
     Ok(sender)
 }
 
-fn build(plan: &Plan, index: usize, sequence: u64) -> anyhow::Result<Request<Full<Bytes>>> {
-    let builder = Request::builder()
-        .method(plan.method)
-        .uri(&plan.path)
-        .header("host", plan.address.to_string());
+/// A fresh metric of `metric_type`, timestamped now.
+fn metric_body(metric_type: &str, index: usize, sequence: u64) -> Bytes {
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let metric = serde_json::json!({
+        "timestamp": analytics_core::time::format_timestamp(now_ms),
+        "value": ((index as u64 * 7_919 + sequence * 104_729) % 10_000) as f64 / 100.0,
+        "type": metric_type,
+    });
+    Bytes::from(metric.to_string())
+}
+
+fn build(plan: &Plan, address: SocketAddr, index: usize, sequence: u64) -> anyhow::Result<Request<Full<Bytes>>> {
+    let builder = Request::builder().header("host", address.to_string());
+    let post = |builder: hyper::http::request::Builder, body| {
+        builder.method("POST").uri("/api/metrics").header("content-type", "application/json").body(Full::new(body))
+    };
     let request = match &plan.body {
-        Body::None => builder.body(Full::new(Bytes::new())),
-        Body::Metric { types } => {
-            let now_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
-            let metric = serde_json::json!({
-                "timestamp": analytics_core::time::format_timestamp(now_ms),
-                "value": ((index as u64 * 7_919 + sequence * 104_729) % 10_000) as f64 / 100.0,
-                "type": types[index % types.len()],
-            });
-            builder
-                .header("content-type", "application/json")
-                .body(Full::new(Bytes::from(metric.to_string())))
+        Body::None => builder.method(plan.method).uri(&plan.path).body(Full::new(Bytes::new())),
+        Body::Metric { types } => post(builder, metric_body(&types[index % types.len()], index, sequence)),
+        Body::Mixed { metric_type, writes_every } if sequence % writes_every == 0 => {
+            post(builder, metric_body(metric_type, index, sequence))
         }
+        Body::Mixed { .. } => builder.method("GET").uri(&plan.path).body(Full::new(Bytes::new())),
     };
     request.context("building a request")
 }

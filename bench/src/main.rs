@@ -1,13 +1,20 @@
-//! `bench`: the API end to end through `spin-host`, scenario by scenario,
-//! against the embedded Redis and a real `redis-server`. Run it as
-//! `cargo xtask bench [--quick]`, which builds everything in release mode first.
+//! `bench`: the API end to end through `spin-host`, scenario by scenario.
+//! Run it as `cargo xtask bench [--quick]`, which builds everything in
+//! release mode first.
 //!
-//! For each Redis kind:
+//! For each store mode (`fast`, and `spin`: Spin's SQLite costs, a durable
+//! transaction per write and a Redis connection per open) and Redis kind
+//! (embedded, a real `redis-server`):
 //! 1. the floor: the trivial hello component (`tests/fixtures/hello`);
 //! 2. with the cache on: ingest, the summary served from the cache, the
-//!    first page of the list;
+//!    first page of the list, and one write for every nine summaries of the
+//!    same type (cache hit rate and upstream calls counted);
 //! 3. with the cache off: the summary over the small and the large seeded
 //!    type, then with the circuit breaker open.
+//!
+//! Then the replicas: one and two hosts sharing a key-value store on one
+//! redis-server and their losable state on another (ingest and uncached
+//! summary, with Redis round trips and connections per ingest).
 //!
 //! Each host gets its own temporary state directory holding a copy of the
 //! seeded key-value file, and (for the real Redis) its own empty server.
@@ -26,7 +33,7 @@ use clap::{Parser, ValueEnum};
 
 use host::{Host, HostConfig, RedisKind, RedisServer};
 use load::{Body, Expect, Plan};
-use report::{Row, Run, Scenario};
+use report::{Row, Run, Scenario, Section, Store};
 use seed::Seed;
 
 /// Concurrent keep-alive connections, in every scenario.
@@ -41,6 +48,10 @@ const MAX_REQUESTS_PER_SECOND: u64 = 200_000;
 const RSS_SAMPLE_EVERY: Duration = Duration::from_millis(50);
 /// Breaker open time for the breaker scenario: longer than any run.
 const BREAKER_RESET_SECONDS: &str = "3600";
+/// In the mixed scenario, one request in this many posts a metric.
+const MIXED_WRITES_EVERY: u64 = 10;
+/// The upstream context's TTL in the mixed scenario (the app's default).
+const CONTEXT_TTL_SECONDS: f64 = 30.0;
 
 #[derive(Parser)]
 #[command(name = "bench", about = "Throughput, latency and memory of the API through spin-host (use `cargo xtask bench`)")]
@@ -54,6 +65,12 @@ struct Cli {
     /// Which Redis the app scenarios run against.
     #[arg(long, value_enum, default_value = "both")]
     redis: RedisChoice,
+    /// Which store modes of the host to run (`spin`: Spin's costs).
+    #[arg(long, value_enum, default_value = "both")]
+    store: StoreChoice,
+    /// Leave out the replica scenarios.
+    #[arg(long)]
+    no_replicas: bool,
     /// Metrics of the large type (uncached summary, list); the targets assume 1 000 000.
     #[arg(long, default_value_t = 1_000_000)]
     large: u64,
@@ -77,6 +94,13 @@ struct Cli {
 enum RedisChoice {
     Embedded,
     External,
+    Both,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StoreChoice {
+    Fast,
+    Spin,
     Both,
 }
 
@@ -170,6 +194,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         RedisChoice::External => vec![RedisKind::External],
         RedisChoice::Both => vec![RedisKind::Embedded, RedisKind::External],
     };
+    let stores = match cli.store {
+        StoreChoice::Fast => vec![Store::Fast],
+        StoreChoice::Spin => vec![Store::Spin],
+        StoreChoice::Both => vec![Store::Fast, Store::Spin],
+    };
 
     let work = tempfile::Builder::new().prefix("spin-bench-").tempdir().context("creating a temporary directory")?;
     host::register_temp_dir(work.path());
@@ -213,8 +242,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         host_logs: Vec::new(),
     };
     let mut rows = Vec::new();
-    for kind in kinds {
-        rows.extend(section(&mut bench, kind).await?);
+    for store in stores {
+        for &kind in &kinds {
+            rows.extend(section(&mut bench, Section { store, redis: kind }).await?);
+        }
+    }
+    if !cli.no_replicas {
+        rows.extend(replicas(&mut bench).await?);
     }
 
     let targets = report::targets(&rows, cli.large, SMALL);
@@ -240,8 +274,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             format!("the load generator runs on the same {cpus} CPUs as the host (and redis-server): every figure is for a shared machine"),
             "req/s counts expected answers only; latencies are of every answer, closed loop (no coordinated-omission correction)".into(),
             "app hosts run with rate_limit_requests=4294967295 and the simulator at 0 ms latency and 0 failures (the breaker scenario sets failure_rate 1.0 at run time)".into(),
-            format!("ingest spreads over {INGEST_TYPES} types with timestamp now; uncached summaries use period=monthly (the whole seeded span), the cached one period=daily"),
-            "an uncached summary also calls the simulator (a second component instance, by service chaining) through the breaker, whose state is read and compare-and-set in Redis".into(),
+            format!("ingest spreads over {INGEST_TYPES} types with timestamp now; uncached summaries use period=monthly (the whole seeded span), the cached one period=daily (a trailing window: its cache entry is renewed once a second)"),
+            "an uncached summary runs with the cache and the context cache off: it reads every bucket and calls the simulator (a second component instance, by service chaining) through the breaker, whose state is read and compare-and-set in Redis".into(),
+            format!("mixed: each connection posts a metric of one type, then asks for its hourly summary {} times; every answer must count every acknowledged metric (the tests check that), so the cache serves an exact hit only until the next post", MIXED_WRITES_EVERY - 1),
+            "store spin: every key-value write is its own SQLite transaction with the default rollback journal and full sync, on one locked connection, and every guest Redis open is a new connection, as under Spin 4; store fast: one shared transaction committed before each response, pooled connections".into(),
+            "replicas: hosts in fast mode with the key-value store on one redis-server (runtime config type = \"redis\") and redis_url on another; connections are split evenly over the replicas; all of it shares the 2 cores".into(),
             "with the embedded Redis the host's RSS includes Redis' data (e.g. the rate-limit log of every ingest of the last 60 s); with redis-server it does not".into(),
         ],
     };
@@ -270,48 +307,72 @@ fn git_commit(root: &Path) -> String {
     }
 }
 
-/// Every scenario against one Redis kind.
-async fn section(bench: &mut Bench, kind: RedisKind) -> anyhow::Result<Vec<Row>> {
-    println!("\nbench: --- {} Redis ---", kind.name());
+/// Every scenario of one section.
+async fn section(bench: &mut Bench, section: Section) -> anyhow::Result<Vec<Row>> {
+    println!("\nbench: --- {} ---", section.name());
+    let kind = section.redis;
     let mut rows = Vec::new();
     let template = bench.template.clone();
 
     // 1. The floor. It makes no Redis calls; it runs in each section so every
     //    ratio compares against a floor measured under the same conditions.
     let hello = bench.root.join("tests/fixtures/hello/spin.toml");
-    let mut host = start(bench, kind, "floor", &hello, &[], None).await?;
-    let mut target = Target { host: &mut host, kind, redis_pid: None };
+    let mut host = start(bench, section, "floor", &hello, &[], None, None).await?;
+    let mut target = Target { hosts: vec![&mut host], section, redis: vec![] };
     rows.push(measure(bench, &mut target, Scenario::Floor, get("/".into(), Expect::status(200))).await?);
-    finish(bench, kind, "floor", host)?;
+    finish(bench, section, "floor", host)?;
 
-    // 2. Cache on: ingest, the cached summary, the list.
+    // 2. Cache on: ingest, the cached summary, the list, the mixed load.
     let app = bench.root.join("spin.toml");
     let redis = start_redis(bench, kind)?;
-    let mut host = start(bench, kind, "cached", &app, &app_variables(redis.as_ref(), &[]), Some(&template)).await?;
+    let mut host = start(bench, section, "cached", &app, &app_variables(redis.as_ref(), &[]), Some(&template), None).await?;
     verify_seed(bench, &host).await?;
-    let mut target = Target { host: &mut host, kind, redis_pid: redis.as_ref().map(RedisServer::pid) };
+    let mut target = Target { hosts: vec![&mut host], section, redis: redis.iter().collect() };
     let types = (0..INGEST_TYPES).map(|i| format!("bench_ingest_{i}")).collect();
     let ingest = Requests { method: "POST", path: "/api/metrics".into(), body: Body::Metric { types }, expect: Expect::status(201) };
     rows.push(measure(bench, &mut target, Scenario::Ingest, ingest).await?);
 
     let cached = format!("/api/metrics/summary?type={}&period=daily", bench.small_type);
-    warm_cache(target.host, &cached).await?;
-    let hit = Expect { header: Some(("x-cache", "HIT")), ..Expect::status(200) };
-    rows.push(measure(bench, &mut target, Scenario::SummaryCached, get(cached, hit)).await?);
+    warm_cache(target.hosts[0], &cached).await?;
+    let mut row = measure(bench, &mut target, Scenario::SummaryCached, get(cached, Expect::status(200))).await?;
+    row.extra.insert("cache_hit_rate".into(), hit_rate(&row));
+    rows.push(row);
 
     let list = format!("/api/metrics/list?type={}&limit=100", bench.large_type);
-    let (_, page) = load::expect_json(target.host.address(), "GET", &list, None, 200).await?;
+    let (_, page) = load::expect_json(target.hosts[0].address(), "GET", &list, None, 200).await?;
     ensure!(page.as_array().map(Vec::len) == Some(100), "{list} did not give 100 metrics: {page}");
     rows.push(measure(bench, &mut target, Scenario::List, get(list, Expect::status(200))).await?);
-    finish(bench, kind, "cached", host)?;
+
+    let mixed_type = "bench_mixed".to_string();
+    let mixed = Requests {
+        method: "GET",
+        path: format!("/api/metrics/summary?type={mixed_type}&period=hourly"),
+        body: Body::Mixed { metric_type: mixed_type, writes_every: MIXED_WRITES_EVERY },
+        expect: Expect::success(),
+    };
+    let calls_before = simulator_calls(target.hosts[0]).await?;
+    let mut row = measure(bench, &mut target, Scenario::Mixed, mixed).await?;
+    let calls = simulator_calls(target.hosts[0]).await? - calls_before;
+    let summaries = row.extra.get("summaries").copied().unwrap_or(0.0);
+    let span = row.seconds + bench.warmup.as_secs_f64();
+    row.extra.insert("cache_hit_rate".into(), hit_rate(&row));
+    row.extra.insert("summaries_per_second".into(), summaries / row.seconds);
+    row.extra.insert("upstream_calls".into(), calls);
+    row.extra.insert("upstream_calls_allowed".into(), (span / CONTEXT_TTL_SECONDS).ceil());
+    rows.push(row);
+    finish(bench, section, "cached", host)?;
     stop_redis(redis)?;
 
     // 3. Cache off: summaries of the small and the large type, then with the breaker open.
     let redis = start_redis(bench, kind)?;
-    let extra = [("cache_ttl_seconds", "0"), ("circuit_breaker_reset_timeout_seconds", BREAKER_RESET_SECONDS)];
-    let mut host = start(bench, kind, "uncached", &app, &app_variables(redis.as_ref(), &extra), Some(&template)).await?;
+    let extra = [
+        ("cache_ttl_seconds", "0"),
+        ("external_context_ttl_seconds", "0"),
+        ("circuit_breaker_reset_timeout_seconds", BREAKER_RESET_SECONDS),
+    ];
+    let mut host = start(bench, section, "uncached", &app, &app_variables(redis.as_ref(), &extra), Some(&template), None).await?;
     verify_seed(bench, &host).await?;
-    let mut target = Target { host: &mut host, kind, redis_pid: redis.as_ref().map(RedisServer::pid) };
+    let mut target = Target { hosts: vec![&mut host], section, redis: redis.iter().collect() };
     let bypass = Expect { header: Some(("x-cache", "BYPASS")), body_contains: Some(r#""status":"success""#), status: 200 };
     for (scenario, metric_type) in [
         (Scenario::SummaryUncachedSmall, &bench.small_type),
@@ -321,11 +382,73 @@ async fn section(bench: &mut Bench, kind: RedisKind) -> anyhow::Result<Vec<Row>>
         rows.push(measure(bench, &mut target, scenario, get(path, bypass.clone())).await?);
     }
     let summary = format!("/api/metrics/summary?type={}&period=daily", bench.small_type);
-    open_breaker(target.host, &summary).await?;
+    open_breaker(target.hosts[0], &summary).await?;
     let open = Expect { body_contains: Some(r#""reason":"circuit_open""#), ..Expect::status(200) };
     rows.push(measure(bench, &mut target, Scenario::BreakerOpen, get(summary, open)).await?);
-    finish(bench, kind, "uncached", host)?;
+    finish(bench, section, "uncached", host)?;
     stop_redis(redis)?;
+    Ok(rows)
+}
+
+/// Share of summaries answered from the cache (HIT or PARTIAL).
+fn hit_rate(row: &Row) -> f64 {
+    let count = |k: &str| row.extra.get(&format!("x_cache_{k}")).copied().unwrap_or(0.0);
+    let all = count("hit") + count("partial") + count("miss") + count("bypass");
+    if all == 0.0 { 0.0 } else { (count("hit") + count("partial")) / all }
+}
+
+async fn simulator_calls(host: &Host) -> anyhow::Result<f64> {
+    let (_, body) = load::expect_json(host.address(), "GET", "/api/simulator/config", None, 200).await?;
+    body["calls"].as_f64().context("the simulator reports no call count")
+}
+
+/// One and two replicas sharing a key-value store on a redis-server.
+async fn replicas(bench: &mut Bench) -> anyhow::Result<Vec<Row>> {
+    let section = Section { store: Store::RedisKv, redis: RedisKind::External };
+    println!("\nbench: --- {} (replicas) ---", section.name());
+    let app = bench.root.join("spin.toml");
+    let mut rows = Vec::new();
+    let types: Vec<String> = (0..INGEST_TYPES).map(|i| format!("bench_ingest_{i}")).collect();
+    for (count, ingest_scenario, summary_scenario) in [
+        (1, Scenario::IngestOneReplica, Scenario::SummaryOneReplica),
+        (2, Scenario::IngestTwoReplicas, Scenario::SummaryTwoReplicas),
+    ] {
+        let store = start_redis(bench, RedisKind::External)?.context("a redis-server for the store")?;
+        let cache = start_redis(bench, RedisKind::External)?.context("a redis-server for the cache")?;
+        let config = bench.work.join(format!("replicas-{count}.toml"));
+        std::fs::write(&config, format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"{}\"\n", store.url()))?;
+        let variables = app_variables(Some(&cache), &[("cache_ttl_seconds", "0"), ("external_context_ttl_seconds", "0")]);
+        let mut hosts = Vec::new();
+        for i in 0..count {
+            hosts.push(start(bench, section, &format!("replica-{count}-{i}"), &app, &variables, None, Some(&config)).await?);
+        }
+        let mut target = Target { hosts: hosts.iter_mut().collect(), section, redis: vec![&store, &cache] };
+        let ingest = Requests { method: "POST", path: "/api/metrics".into(), body: Body::Metric { types: types.clone() }, expect: Expect::status(201) };
+        let before = (store.info()?, cache.info()?);
+        let mut row = measure(bench, &mut target, ingest_scenario, ingest).await?;
+        let after = (store.info()?, cache.info()?);
+        let delta = |a: &std::collections::HashMap<String, String>, b: &std::collections::HashMap<String, String>, k: &str| {
+            let n = |m: &std::collections::HashMap<String, String>| m.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            n(b) - n(a)
+        };
+        // Warm-up requests count too: they are in the INFO deltas.
+        let ingests = (row.ok as f64) * (1.0 + bench.warmup.as_secs_f64() / row.seconds);
+        for (name, server_before, server_after) in [("store", &before.0, &after.0), ("cache", &before.1, &after.1)] {
+            row.extra.insert(format!("{name}_commands_per_ingest"), delta(server_before, server_after, "total_commands_processed") / ingests);
+            row.extra.insert(format!("{name}_connections_opened_per_ingest"), delta(server_before, server_after, "total_connections_received") / ingests);
+            let clients = server_after.get("connected_clients").and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            row.extra.insert(format!("{name}_connected_clients"), clients);
+        }
+        rows.push(row);
+        let summary = format!("/api/metrics/summary?type={}&period=hourly", types[0]);
+        rows.push(measure(bench, &mut target, summary_scenario, get(summary, Expect::status(200))).await?);
+        drop(target);
+        for (i, host) in hosts.into_iter().enumerate() {
+            finish(bench, section, &format!("replica-{count}-{i}"), host)?;
+        }
+        store.stop()?;
+        cache.stop()?;
+    }
     Ok(rows)
 }
 
@@ -361,13 +484,15 @@ fn stop_redis(redis: Option<RedisServer>) -> anyhow::Result<()> {
 /// Starts a host in a fresh state directory, holding a copy of `seeded` if given.
 async fn start(
     bench: &mut Bench,
-    kind: RedisKind,
+    section: Section,
     name: &str,
     manifest: &Path,
     variables: &[(String, String)],
     seeded: Option<&Path>,
+    runtime_config: Option<&Path>,
 ) -> anyhow::Result<Host> {
-    let state_dir = bench.work.join(format!("{}-{name}", kind.name()));
+    let kind = section.redis;
+    let state_dir = bench.work.join(format!("{}-{name}", section.name().replace('/', "-")));
     std::fs::create_dir_all(&state_dir).with_context(|| format!("creating {}", state_dir.display()))?;
     if let Some(template) = seeded {
         let copy = Instant::now();
@@ -376,18 +501,20 @@ async fn start(
             .with_context(|| format!("copying {} to {}", template.display(), target.display()))?;
         bench.seed_copy += copy.elapsed();
     }
-    let log = bench.work.join(format!("{}-{name}.log", kind.name()));
+    let log = bench.work.join(format!("{}-{name}.log", section.name().replace('/', "-")));
     let started = Instant::now();
     let host = Host::start(&HostConfig {
         binary: &bench.host_bin,
         manifest,
         state_dir: &state_dir,
         redis: kind,
+        store_mode: if section.store == Store::Spin { "spin" } else { "fast" },
+        runtime_config,
         variables,
         log: &log,
     })
     .await
-    .with_context(|| format!("starting the {name} host ({} Redis)", kind.name()))?;
+    .with_context(|| format!("starting the {name} host ({})", section.name()))?;
     println!(
         "bench: {name} host up on {} (pid {}) in {:.1} s",
         host.address(),
@@ -398,14 +525,14 @@ async fn start(
 }
 
 /// Stops the host and keeps what its log says.
-fn finish(bench: &mut Bench, kind: RedisKind, name: &str, host: Host) -> anyhow::Result<()> {
+fn finish(bench: &mut Bench, section: Section, name: &str, host: Host) -> anyhow::Result<()> {
     let log = host.log().to_path_buf();
     let status = host.stop().with_context(|| format!("stopping the {name} host"))?;
     if let Some(status) = status.filter(|s| !s.success()) {
         eprintln!("bench: the {name} host exited with {status}");
     }
     let text = std::fs::read_to_string(&log).with_context(|| format!("reading {}", log.display()))?;
-    bench.host_logs.push(report::scan_log(kind, name, &text));
+    bench.host_logs.push(report::scan_log(section, name, &text));
     Ok(())
 }
 
@@ -420,13 +547,19 @@ async fn verify_seed(bench: &Bench, host: &Host) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Computes the summary once, then insists that it comes from the cache.
+/// Computes the summary, then insists that it comes from the cache (a
+/// trailing window moves on each second, so a few tries may be needed).
 async fn warm_cache(host: &Host, path: &str) -> anyhow::Result<()> {
-    load::expect_json(host.address(), "GET", path, None, 200).await?;
-    let (response, _) = load::expect_json(host.address(), "GET", path, None, 200).await?;
-    let cache = response.header("x-cache").unwrap_or("(none)");
-    ensure!(cache == "HIT", "{path} after warming answered X-Cache: {cache}, not HIT");
-    Ok(())
+    let mut cache = String::new();
+    for _ in 0..5 {
+        load::expect_json(host.address(), "GET", path, None, 200).await?;
+        let (response, _) = load::expect_json(host.address(), "GET", path, None, 200).await?;
+        cache = response.header("x-cache").unwrap_or("(none)").to_string();
+        if cache == "HIT" {
+            return Ok(());
+        }
+    }
+    bail!("{path} after warming answered X-Cache: {cache}, not HIT")
 }
 
 /// Makes the simulator fail and sends summaries until the breaker opens.
@@ -456,20 +589,18 @@ fn get(path: String, expect: Expect) -> Requests {
     Requests { method: "GET", path, body: Body::None, expect }
 }
 
-/// The host under test and the Redis it uses.
+/// The hosts under test (replicas share the load) and the redis-servers they use.
 struct Target<'a> {
-    host: &'a mut Host,
-    kind: RedisKind,
-    /// The redis-server's pid, with the real Redis.
-    redis_pid: Option<u32>,
+    hosts: Vec<&'a mut Host>,
+    section: Section,
+    redis: Vec<&'a RedisServer>,
 }
 
-/// Warms up, then runs one scenario while sampling the host's memory and CPU.
+/// Warms up, then runs one scenario while sampling the hosts' memory and CPU.
 async fn measure(bench: &Bench, target: &mut Target<'_>, scenario: Scenario, requests: Requests) -> anyhow::Result<Row> {
     let Requests { method, path, body, expect } = requests;
-    let (host, redis_pid) = (&mut *target.host, target.redis_pid);
     let mut plan = Plan {
-        address: host.address(),
+        addresses: target.hosts.iter().map(|h| h.address()).collect(),
         method,
         path: path.clone(),
         body,
@@ -479,20 +610,33 @@ async fn measure(bench: &Bench, target: &mut Target<'_>, scenario: Scenario, req
         max_requests: MAX_REQUESTS_PER_SECOND * bench.warmup.as_secs().max(1),
     };
     load::run(&plan).await.context("warming up")?;
-    host.check_alive()?;
+    for host in target.hosts.iter_mut() {
+        host.check_alive()?;
+    }
     plan.duration = bench.duration;
     plan.max_requests = (MAX_REQUESTS_PER_SECOND as f64 * bench.duration.as_secs_f64()).ceil() as u64;
 
-    let pid = host.pid();
-    let cpu_before = (host::cpu_time(&pid.to_string())?, host::cpu_time("self")?, redis_cpu(redis_pid)?);
+    let pids: Vec<u32> = target.hosts.iter().map(|h| h.pid()).collect();
+    let redis_pids: Vec<u32> = target.redis.iter().map(|r| r.pid()).collect();
+    let cpu = |pids: &[u32]| -> anyhow::Result<Duration> {
+        pids.iter().map(|p| host::cpu_time(&p.to_string())).sum::<anyhow::Result<Duration>>()
+    };
+    let cpu_before = (cpu(&pids)?, host::cpu_time("self")?, cpu(&redis_pids)?);
     let busy_before = host::machine_busy()?;
     let (stop_sampling, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let sampled = pids.clone();
     let sampler = tokio::spawn(async move {
         let mut max = 0u64;
         let mut ticks = tokio::time::interval(RSS_SAMPLE_EVERY);
         loop {
             tokio::select! {
-                _ = ticks.tick() => max = max.max(host::proc_status(pid)?.rss),
+                _ = ticks.tick() => {
+                    let mut total = 0;
+                    for pid in &sampled {
+                        total += host::proc_status(*pid)?.rss;
+                    }
+                    max = max.max(total);
+                }
                 _ = &mut stopped => return anyhow::Ok(max),
             }
         }
@@ -501,16 +645,28 @@ async fn measure(bench: &Bench, target: &mut Target<'_>, scenario: Scenario, req
     let _ = stop_sampling.send(());
     let rss_max = sampler.await.context("the memory sampler panicked")??;
     let outcome = outcome.with_context(|| format!("{method} {path}"))?;
-    let hwm = host::proc_status(pid)?.hwm;
-    let cpu_after = (host::cpu_time(&pid.to_string())?, host::cpu_time("self")?, redis_cpu(redis_pid)?);
+    let mut hwm = 0;
+    for pid in &pids {
+        hwm += host::proc_status(*pid)?.hwm;
+    }
+    let cpu_after = (cpu(&pids)?, host::cpu_time("self")?, cpu(&redis_pids)?);
     let busy_after = host::machine_busy()?;
-    host.check_alive()?;
+    for host in target.hosts.iter_mut() {
+        host.check_alive()?;
+    }
 
     let seconds = outcome.elapsed.as_secs_f64();
     let percent = |before: Duration, after: Duration| (after - before).as_secs_f64() / seconds * 100.0;
     let latency_ms = |q: f64| outcome.latency.value_at_quantile(q) as f64 / 1_000.0;
+    let mut extra: std::collections::BTreeMap<String, f64> =
+        outcome.cache.iter().map(|(value, n)| (format!("x_cache_{}", value.to_ascii_lowercase()), *n as f64)).collect();
+    if matches!(plan.body, Body::Mixed { .. }) {
+        extra.insert("writes".into(), outcome.writes as f64);
+        extra.insert("summaries".into(), (outcome.ok - outcome.writes) as f64);
+        extra.insert("writes_per_second".into(), outcome.writes as f64 / seconds);
+    }
     let row = Row {
-        redis: target.kind,
+        section: target.section,
         scenario,
         request: format!("{method} {path}"),
         seconds,
@@ -526,16 +682,15 @@ async fn measure(bench: &Bench, target: &mut Target<'_>, scenario: Scenario, req
         host_hwm_mb: report::mb(hwm),
         host_cpu_percent: percent(cpu_before.0, cpu_after.0),
         client_cpu_percent: percent(cpu_before.1, cpu_after.1),
-        redis_server_cpu_percent: match (cpu_before.2, cpu_after.2) {
-            (Some(before), Some(after)) => Some(percent(before, after)),
-            _ => None,
-        },
+        redis_server_cpu_percent: (!redis_pids.is_empty()).then(|| percent(cpu_before.2, cpu_after.2)),
         other_cpu_percent: 0.0,
+        extra,
     };
     let ours = row.host_cpu_percent + row.client_cpu_percent + row.redis_server_cpu_percent.unwrap_or(0.0);
     let row = Row { other_cpu_percent: (percent(busy_before, busy_after) - ours).max(0.0), ..row };
     println!(
-        "bench: {:<27} {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {}",
+        "bench: {:<17} {:<28} {:>8.0} req/s  p50 {:>6.2} ms  p99 {:>6.2} ms  errors {}",
+        row.section.name(),
         row.label(SMALL, bench.large),
         row.requests_per_second,
         row.p50_ms,
@@ -545,6 +700,3 @@ async fn measure(bench: &Bench, target: &mut Target<'_>, scenario: Scenario, req
     Ok(row)
 }
 
-fn redis_cpu(pid: Option<u32>) -> anyhow::Result<Option<Duration>> {
-    pid.map(|p| host::cpu_time(&p.to_string())).transpose()
-}

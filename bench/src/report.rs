@@ -1,5 +1,6 @@
-//! Results: one row per scenario and Redis kind, the ratios against the floor,
-//! the targets with PASS/MISS, printed as a table and saved as JSON.
+//! Results: one row per scenario and section (how the host keeps the store,
+//! which Redis), the ratios against the floor, the targets with PASS/MISS,
+//! printed as a table and saved as JSON.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,7 +12,37 @@ use serde::Serialize;
 use crate::host::RedisKind;
 use crate::seed::SeedStats;
 
-/// The scenarios, in the order they run within one Redis kind.
+/// How the section's host keeps the key-value store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Store {
+    /// SQLite, a request's writes in one transaction (`--store-mode fast`).
+    Fast,
+    /// SQLite as Spin keeps it, a durable transaction per write (`--store-mode spin`).
+    Spin,
+    /// A redis-server shared by replicas (runtime config `type = "redis"`).
+    RedisKv,
+}
+
+/// The conditions a group of rows was measured under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Section {
+    pub store: Store,
+    pub redis: RedisKind,
+}
+
+impl Section {
+    pub fn name(&self) -> String {
+        let store = match self.store {
+            Store::Fast => "fast",
+            Store::Spin => "spin",
+            Store::RedisKv => "redis-kv",
+        };
+        format!("{store}/{}", self.redis.name())
+    }
+}
+
+/// The scenarios, in the order they run within one section.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scenario {
@@ -19,15 +50,22 @@ pub enum Scenario {
     Ingest,
     SummaryCached,
     List,
+    /// One metric posted for every nine summaries of its type.
+    Mixed,
     SummaryUncachedSmall,
     SummaryUncachedLarge,
     BreakerOpen,
+    /// Ingest and uncached summaries against one and two replicas.
+    IngestOneReplica,
+    IngestTwoReplicas,
+    SummaryOneReplica,
+    SummaryTwoReplicas,
 }
 
 /// What one scenario measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
-    pub redis: RedisKind,
+    pub section: Section,
     pub scenario: Scenario,
     /// What was sent, e.g. `GET /api/metrics/list?type=bench_1000000&limit=100`.
     pub request: String,
@@ -53,6 +91,9 @@ pub struct Row {
     pub redis_server_cpu_percent: Option<f64>,
     /// CPU used by everything else on the machine meanwhile (other users of the shared cores).
     pub other_cpu_percent: f64,
+    /// Scenario-specific figures: cache answers and upstream calls of the
+    /// mixed scenario, Redis round trips and connections per ingest.
+    pub extra: BTreeMap<String, f64>,
 }
 
 impl Row {
@@ -65,6 +106,11 @@ impl Row {
             Scenario::SummaryUncachedSmall => format!("summary uncached @{}", count_label(small)),
             Scenario::SummaryUncachedLarge => format!("summary uncached @{}", count_label(large)),
             Scenario::BreakerOpen => "summary, breaker open".into(),
+            Scenario::Mixed => "1 write : 9 summaries".into(),
+            Scenario::IngestOneReplica => "ingest, 1 replica".into(),
+            Scenario::IngestTwoReplicas => "ingest, 2 replicas".into(),
+            Scenario::SummaryOneReplica => "summary uncached, 1 replica".into(),
+            Scenario::SummaryTwoReplicas => "summary uncached, 2 replicas".into(),
         }
     }
 }
@@ -77,10 +123,10 @@ fn count_label(n: u64) -> String {
     }
 }
 
-/// A target from the issue, checked against one Redis kind's rows.
+/// A target from the issue, checked against one section's rows.
 #[derive(Debug, Clone, Serialize)]
 pub struct Target {
-    pub redis: RedisKind,
+    pub section: Section,
     pub name: String,
     pub measured: String,
     pub pass: bool,
@@ -95,7 +141,7 @@ pub const BUSY_PERCENT: f64 = 25.0;
 /// A host's complaints, from its log.
 #[derive(Debug, Clone, Serialize)]
 pub struct HostLog {
-    pub redis: RedisKind,
+    pub section: Section,
     pub host: String,
     pub error_lines: u64,
     pub warning_lines: u64,
@@ -132,35 +178,73 @@ pub fn mb(bytes: u64) -> f64 {
     bytes as f64 / MB
 }
 
-fn find(rows: &[Row], redis: RedisKind, scenario: Scenario) -> Option<&Row> {
-    rows.iter().find(|r| r.redis == redis && r.scenario == scenario)
+fn find(rows: &[Row], section: Section, scenario: Scenario) -> Option<&Row> {
+    rows.iter().find(|r| r.section == section && r.scenario == scenario)
 }
 
-/// A scenario's throughput over the floor's, same Redis kind.
+/// A scenario's throughput over the floor's, same section.
 pub fn vs_floor(rows: &[Row], row: &Row) -> Option<f64> {
-    let floor = find(rows, row.redis, Scenario::Floor)?;
+    let floor = find(rows, row.section, Scenario::Floor)?;
     (floor.requests_per_second > 0.0).then(|| row.requests_per_second / floor.requests_per_second)
 }
 
-/// The issue's targets, for each Redis kind that ran.
+/// Single-metric ingests per second under Spin's store costs (the issue's target).
+pub const SPIN_INGEST_TARGET: f64 = 300.0;
+/// Two replicas over one, ingest throughput.
+pub const REPLICA_SCALING_TARGET: f64 = 1.6;
+
+/// The issues' targets, for each section that ran.
 pub fn targets(rows: &[Row], large: u64, small: u64) -> Vec<Target> {
     let mut out = Vec::new();
-    let mut kinds: Vec<RedisKind> = rows.iter().map(|r| r.redis).collect();
-    kinds.dedup();
-    for redis in kinds {
-        let row = |scenario| find(rows, redis, scenario);
+    let mut sections: Vec<Section> = Vec::new();
+    for r in rows {
+        if !sections.contains(&r.section) {
+            sections.push(r.section);
+        }
+    }
+    for section in sections {
+        let row = |scenario| find(rows, section, scenario);
         let busy = |read: &[Option<&Row>]| read.iter().flatten().any(|r| r.other_cpu_percent > BUSY_PERCENT);
         let mut push = |name: String, measured: String, pass: bool, busy_machine: bool| {
-            out.push(Target { redis, name, measured, pass, busy_machine })
+            out.push(Target { section, name, measured, pass, busy_machine })
         };
         let floor = row(Scenario::Floor);
-        for (scenario, name, minimum) in [
-            (Scenario::SummaryCached, "cached summary >= 0.6 x floor throughput", 0.6),
-            (Scenario::Ingest, "ingest >= 0.3 x floor throughput", 0.3),
-        ] {
-            if let Some(r) = row(scenario).and_then(|r| vs_floor(rows, r)) {
-                push(name.into(), format!("{r:.2} x"), r >= minimum, busy(&[floor, row(scenario)]));
+        if let Some(r) = row(Scenario::SummaryCached).and_then(|r| vs_floor(rows, r)) {
+            let name = "cached summary >= 0.6 x floor throughput";
+            push(name.into(), format!("{r:.2} x"), r >= 0.6, busy(&[floor, row(Scenario::SummaryCached)]));
+        }
+        match (section.store, row(Scenario::Ingest)) {
+            (Store::Spin, Some(ingest)) => push(
+                format!("ingest >= {SPIN_INGEST_TARGET:.0} metrics/s (Spin's store costs)"),
+                format!("{:.0} metrics/s", ingest.requests_per_second),
+                ingest.requests_per_second >= SPIN_INGEST_TARGET,
+                busy(&[row(Scenario::Ingest)]),
+            ),
+            (_, Some(ingest)) => {
+                if let Some(r) = vs_floor(rows, ingest) {
+                    push("ingest >= 0.3 x floor throughput".into(), format!("{r:.2} x"), r >= 0.3, busy(&[floor, Some(ingest)]));
+                }
             }
+            _ => {}
+        }
+        if let Some(mixed) = row(Scenario::Mixed) {
+            let calls = mixed.extra.get("upstream_calls").copied().unwrap_or(f64::NAN);
+            let allowed = mixed.extra.get("upstream_calls_allowed").copied().unwrap_or(0.0);
+            push(
+                "mixed: upstream calls <= 1 per type per context TTL".into(),
+                format!("{calls:.0} calls (allowed {allowed:.0}), cache hit rate {:.0} %", mixed.extra.get("cache_hit_rate").copied().unwrap_or(0.0) * 100.0),
+                calls <= allowed,
+                false,
+            );
+        }
+        if let (Some(one), Some(two)) = (row(Scenario::IngestOneReplica), row(Scenario::IngestTwoReplicas)) {
+            let r = two.requests_per_second / one.requests_per_second.max(1e-9);
+            push(
+                format!("2 replicas >= {REPLICA_SCALING_TARGET} x 1 replica ingest"),
+                format!("{r:.2} x ({:.0} / {:.0} metrics/s)", two.requests_per_second, one.requests_per_second),
+                r >= REPLICA_SCALING_TARGET,
+                busy(&[Some(one), Some(two)]),
+            );
         }
         let small_row = row(Scenario::SummaryUncachedSmall);
         let large_row = row(Scenario::SummaryUncachedLarge);
@@ -181,9 +265,12 @@ pub fn targets(rows: &[Row], large: u64, small: u64) -> Vec<Target> {
                 busy(&[floor]),
             );
         }
+        if section.store == Store::RedisKv {
+            continue;
+        }
         let peak = rows
             .iter()
-            .filter(|r| r.redis == redis)
+            .filter(|r| r.section == section)
             .map(|r| r.host_rss_max_mb.max(r.host_hwm_mb))
             .fold(0.0, f64::max);
         push("host RSS <= 150 MB (VmRSS max and VmHWM)".into(), format!("{peak:.1} MB"), peak <= 150.0, false);
@@ -196,15 +283,15 @@ pub fn render(run: &Run) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "\n{:<9} {:<27} {:>9} {:>8} {:>8} {:>7} {:>15} {:>5} {:>5} {:>5} {:>5} {:>7}",
-        "redis", "scenario", "req/s", "p50 ms", "p99 ms", "errors", "RSS MB (HWM)", "host", "load", "redis", "other", "x floor"
+        "\n{:<17} {:<28} {:>9} {:>8} {:>8} {:>7} {:>15} {:>5} {:>5} {:>5} {:>5} {:>7}",
+        "store/redis", "scenario", "req/s", "p50 ms", "p99 ms", "errors", "RSS MB (HWM)", "host", "load", "redis", "other", "x floor"
     );
     for row in &run.rows {
         let ratio = vs_floor(&run.rows, row).map_or("-".to_string(), |r| format!("{r:.2}"));
         let _ = writeln!(
             s,
-            "{:<9} {:<27} {:>9.0} {:>8.2} {:>8.2} {:>7} {:>15} {:>4.0}% {:>4.0}% {:>5} {:>6} {:>7}",
-            row.redis.name(),
+            "{:<17} {:<28} {:>9.0} {:>8.2} {:>8.2} {:>7} {:>15} {:>4.0}% {:>4.0}% {:>5} {:>6} {:>7}",
+            row.section.name(),
             row.label(run.small_metrics, run.large_metrics),
             row.requests_per_second,
             row.p50_ms,
@@ -223,19 +310,27 @@ pub fn render(run: &Run) -> String {
         "(CPU: % of one core during the scenario, {} cores: the host, the load generator, redis-server, and every other process on the machine; ! above {BUSY_PERCENT}%)",
         run.cpus
     );
+    let with_extra: Vec<&Row> = run.rows.iter().filter(|r| !r.extra.is_empty()).collect();
+    if !with_extra.is_empty() {
+        let _ = writeln!(s, "\nDetails:");
+        for row in with_extra {
+            let figures: Vec<String> = row.extra.iter().map(|(k, v)| format!("{k} {v:.2}")).collect();
+            let _ = writeln!(s, "  {} {}: {}", row.section.name(), row.label(run.small_metrics, run.large_metrics), figures.join(", "));
+        }
+    }
     let with_errors: Vec<&Row> = run.rows.iter().filter(|r| r.errors > 0).collect();
     if !with_errors.is_empty() {
         let _ = writeln!(s, "\nErrors:");
         for row in with_errors {
             let kinds: Vec<String> = row.error_kinds.iter().map(|(k, n)| format!("{n} x {k}")).collect();
-            let _ = writeln!(s, "  {} {}: {}", row.redis.name(), row.label(run.small_metrics, run.large_metrics), kinds.join(", "));
+            let _ = writeln!(s, "  {} {}: {}", row.section.name(), row.label(run.small_metrics, run.large_metrics), kinds.join(", "));
         }
     }
     let _ = writeln!(s, "\nTargets:");
     for t in &run.targets {
         let verdict = if t.pass { "PASS" } else { "MISS" };
         let busy = if t.busy_machine { "  (busy machine: other processes took CPU meanwhile)" } else { "" };
-        let _ = writeln!(s, "  {verdict}  {:<9} {:<48} {}{busy}", t.redis.name(), t.name, t.measured);
+        let _ = writeln!(s, "  {verdict}  {:<17} {:<52} {}{busy}", t.section.name(), t.name, t.measured);
     }
     let logs: Vec<&HostLog> = run.host_logs.iter().filter(|l| l.error_lines + l.warning_lines > 0).collect();
     if !logs.is_empty() {
@@ -244,7 +339,7 @@ pub fn render(run: &Run) -> String {
             let _ = writeln!(
                 s,
                 "  {} {}: {} error and {} warning lines, e.g.",
-                log.redis.name(),
+                log.section.name(),
                 log.host,
                 log.error_lines,
                 log.warning_lines
@@ -273,8 +368,8 @@ pub fn save(run: &Run, dir: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// Counts the error and warning lines in a host's log.
-pub fn scan_log(redis: RedisKind, host: &str, text: &str) -> HostLog {
-    let mut log = HostLog { redis, host: host.to_string(), error_lines: 0, warning_lines: 0, samples: Vec::new() };
+pub fn scan_log(section: Section, host: &str, text: &str) -> HostLog {
+    let mut log = HostLog { section, host: host.to_string(), error_lines: 0, warning_lines: 0, samples: Vec::new() };
     for line in text.lines() {
         let lower = line.to_ascii_lowercase();
         let kind = if lower.contains("error") || lower.contains("panic") || lower.contains("trap") {
@@ -299,7 +394,7 @@ mod tests {
 
     fn row(redis: RedisKind, scenario: Scenario, rps: f64, p50: f64, rss: f64) -> Row {
         Row {
-            redis,
+            section: Section { store: Store::Fast, redis },
             scenario,
             request: String::new(),
             seconds: 10.0,
@@ -317,6 +412,7 @@ mod tests {
             client_cpu_percent: 50.0,
             redis_server_cpu_percent: None,
             other_cpu_percent: 0.0,
+            extra: BTreeMap::new(),
         }
     }
 
@@ -333,7 +429,10 @@ mod tests {
             row(External, Scenario::SummaryCached, 5_000.0, 2.0, 60.0),
         ];
         let t = targets(&rows, 1_000_000, 1_000);
-        let verdict = |redis, prefix: &str| t.iter().find(|t| t.redis == redis && t.name.starts_with(prefix)).map(|t| t.pass);
+        let verdict = |redis, prefix: &str| {
+            let section = Section { store: Store::Fast, redis };
+            t.iter().find(|t| t.section == section && t.name.starts_with(prefix)).map(|t| t.pass)
+        };
         assert_eq!(verdict(Embedded, "cached"), Some(true)); // 0.65
         assert_eq!(verdict(Embedded, "ingest"), Some(false)); // 0.25
         assert_eq!(verdict(Embedded, "uncached"), Some(false)); // 1.625
@@ -351,8 +450,28 @@ mod tests {
     }
 
     #[test]
+    fn spin_sections_and_replicas_have_their_own_targets() {
+        let spin = Section { store: Store::Spin, redis: RedisKind::Embedded };
+        let kv = Section { store: Store::RedisKv, redis: RedisKind::External };
+        let mut rows = vec![
+            Row { section: spin, ..row(RedisKind::Embedded, Scenario::Ingest, 320.0, 5.0, 70.0) },
+            Row { section: kv, ..row(RedisKind::External, Scenario::IngestOneReplica, 1_000.0, 5.0, 70.0) },
+            Row { section: kv, ..row(RedisKind::External, Scenario::IngestTwoReplicas, 1_500.0, 5.0, 70.0) },
+        ];
+        let mut mixed = Row { section: spin, ..row(RedisKind::Embedded, Scenario::Mixed, 2_000.0, 5.0, 70.0) };
+        mixed.extra = BTreeMap::from([("upstream_calls".to_string(), 2.0), ("upstream_calls_allowed".to_string(), 1.0)]);
+        rows.push(mixed);
+        let t = targets(&rows, 1_000_000, 1_000);
+        let verdict = |prefix: &str| t.iter().find(|t| t.name.starts_with(prefix)).map(|t| t.pass);
+        assert_eq!(verdict("ingest >= 300"), Some(true));
+        assert_eq!(verdict("2 replicas"), Some(false)); // 1.5 x
+        assert_eq!(verdict("mixed"), Some(false));
+        assert!(t.iter().all(|t| t.section != kv || !t.name.starts_with("host RSS")));
+    }
+
+    #[test]
     fn log_scan_counts_and_samples() {
-        let log = scan_log(RedisKind::Embedded, "app", "Serving\nerror: x trapped\nerror: x trapped\nwarning: y\n");
+        let log = scan_log(Section { store: Store::Fast, redis: RedisKind::Embedded }, "app", "Serving\nerror: x trapped\nerror: x trapped\nwarning: y\n");
         assert_eq!((log.error_lines, log.warning_lines), (2, 1));
         assert_eq!(log.samples, vec!["error: x trapped".to_string(), "warning: y".to_string()]);
     }

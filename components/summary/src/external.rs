@@ -55,6 +55,13 @@ pub fn context(redis: Option<&Redis>, metric_type: &str, cached: Option<Option<V
     let lock = context_refresh_key(metric_type);
     match redis.set_nx_px(&lock, b"1", timeout_ms + 1_000) {
         Ok(true) => {
+            // The previous holder may have stored a fresh one since we looked.
+            if let Ok(Some(c)) = redis.get(&context_key(metric_type)).map(|b| b.and_then(|b| CachedContext::decode(&b))) {
+                if c.fresh(clock::now_ms(), ttl_ms) {
+                    let _ = redis.del(&lock);
+                    return Ok(success(c.context));
+                }
+            }
             let result = fetch()?;
             if result["status"] == "success" {
                 let fresh = CachedContext { fetched_at_ms: clock::now_ms(), context: result["external_metric_context"].clone() };

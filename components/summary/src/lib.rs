@@ -3,7 +3,7 @@
 //!
 //! Every answer includes every acknowledged metric. The type's journal
 //! headers (one key-value read) say exactly which metrics exist; the Redis
-//! cache answers in one round trip when nothing changed since it was filled
+//! cache answers in one `GET` when nothing changed since it was filled
 //! (HIT), or hands back the window's folded aggregates when only the journal
 //! changed, so only the journal's items are added (PARTIAL). See
 //! `analytics_core::summary_cache`.
@@ -17,7 +17,7 @@ use analytics_platform::core::pending::{journal_keys, Pending};
 use analytics_platform::core::query::Query;
 use analytics_platform::core::summary::{window_aggregate, with_pending, SummaryRequest};
 use analytics_platform::core::summary_cache::{
-    cache_key, context_key, entry_ttl_ms, read_lookup, store_args, Lookup, LOOKUP_SCRIPT, STORE_SCRIPT,
+    cache_key, context_key, entry_ttl_ms, folded_key, read_answer, read_folded, store_args, STORE_SCRIPT,
 };
 use analytics_platform::kv::Kv;
 use analytics_platform::redis::Redis;
@@ -77,21 +77,25 @@ fn summarize(request: &Request) -> Result<(Cache, Vec<u8>), ApiError> {
     let (state, folded_state) = (Pending::state(&headers), Pending::folded_state(&headers));
 
     let redis = Redis::connect().map_err(|e| eprintln!("summary cache unavailable: {e}")).ok();
-    let cache_key = cache_key(&summary);
+    let (cache_key, folded_key) = (cache_key(&summary), folded_key(&summary));
     let context_key = context_key(&summary.metric_type);
     let mut cache = Cache::Bypass;
     let mut cached_folded = None;
     let mut cached_context = None;
     if let (Some(redis), true) = (&redis, ttl > 0) {
-        let reply = redis.eval(LOOKUP_SCRIPT, &[&cache_key, &context_key], &[state.as_bytes()]);
-        match reply.map(|r| read_lookup(r, &folded_state)) {
-            Ok(Some(Lookup::Hit(body))) => return Ok((Cache::Hit, body)),
-            Ok(Some(Lookup::Miss { folded, context })) => {
-                cache = Cache::Miss;
-                cached_folded = folded;
-                cached_context = Some(context);
+        let looked_up = redis.get(&cache_key).and_then(|entry| {
+            if let Some(body) = entry.as_deref().and_then(|e| read_answer(e, &state)) {
+                return Ok(Err(body.to_vec()));
             }
-            Ok(None) => eprintln!("summary cache: unexpected reply to the lookup"),
+            redis.mget(&[&folded_key, &context_key]).map(Ok)
+        });
+        match looked_up {
+            Ok(Err(body)) => return Ok((Cache::Hit, body)),
+            Ok(Ok(mut found)) => {
+                cache = Cache::Miss;
+                cached_context = Some(found.pop().flatten());
+                cached_folded = found.pop().flatten().and_then(|entry| read_folded(&entry, &folded_state));
+            }
             Err(e) => eprintln!("summary cache unavailable: {e}"),
         }
     }
@@ -114,7 +118,8 @@ fn summarize(request: &Request) -> Result<(Cache, Vec<u8>), ApiError> {
         let folded = folded_to_keep.as_ref().map(|a| (folded_state.as_str(), a));
         let args = store_args(entry_ttl_ms(&summary, ttl, now), &state, body.as_bytes(), folded);
         let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        if let Err(e) = redis.eval(STORE_SCRIPT, &[&cache_key], &args) {
+        let keys: &[&str] = if folded.is_some() { &[&cache_key, &folded_key] } else { &[&cache_key] };
+        if let Err(e) = redis.eval(STORE_SCRIPT, keys, &args) {
             eprintln!("summary cache write failed: {e}");
         }
     }

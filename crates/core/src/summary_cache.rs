@@ -1,14 +1,14 @@
 //! The summary cache in Redis, which may be lost at any time.
 //!
-//! Per type and window, one hash holds the last answer with the journal state
-//! it was computed at (`state`, `body`), and the window's folded part with
-//! the folded state it holds (`folded_state`, `folded`). A summary reads the
-//! type's journal headers from the store, then asks Redis in one round trip
-//! for the answer at exactly that state (a HIT); failing that, Redis sends the
-//! folded part and the upstream context, and if the folded part is still at
-//! the current folded state, only the journal's items are added to it (a
-//! PARTIAL): no aggregate is read again while metrics keep arriving. Every
-//! answer therefore includes every acknowledged metric, cached or not.
+//! Per type and window, two entries: the last answer with the journal state
+//! it was computed at, and the window's folded part with the folded state it
+//! holds. A summary reads the type's journal headers from the store, then
+//! asks Redis for the answer (one `GET`): at exactly the current state it is
+//! a HIT. Otherwise it fetches the folded part and the upstream context (one
+//! `MGET`); if the folded part is still at the current folded state, only
+//! the journal's items are added to it (a PARTIAL): no aggregate is read
+//! again while metrics keep arriving. Every answer therefore includes every
+//! acknowledged metric, cached or not.
 //!
 //! The upstream context is cached on its own, per type (`context:{type}`),
 //! so the upstream sees one call per type per context TTL however many
@@ -18,12 +18,17 @@ use crate::aggregate::Aggregate;
 use crate::summary::SummaryRequest;
 use crate::time::MS_PER_SECOND;
 
-/// The hash of one type and window.
+/// The answer's key for one type and window.
 pub fn cache_key(request: &SummaryRequest) -> String {
     match request.window {
         Some(w) => format!("summary:{}:{}:{}", request.metric_type, w.from_second, w.to_second),
         None => format!("summary:{}:all", request.metric_type),
     }
+}
+
+/// The folded part's key, next to the answer's.
+pub fn folded_key(request: &SummaryRequest) -> String {
+    format!("{}:folded", cache_key(request))
 }
 
 pub fn context_key(metric_type: &str) -> String {
@@ -35,73 +40,45 @@ pub fn context_refresh_key(metric_type: &str) -> String {
     format!("context:{metric_type}:refresh")
 }
 
-/// `KEYS`: the summary hash, the context. `ARGV[1]`: the journal state now.
-/// Returns `{1, body}` on a hit, else `{0, folded_state, folded, context}`
-/// (each `false`, a nil reply, when absent).
-pub const LOOKUP_SCRIPT: &str = r#"
-local v = redis.call('HMGET', KEYS[1], 'state', 'body', 'folded_state', 'folded')
-if v[1] == ARGV[1] and v[2] then return {1, v[2]} end
-return {0, v[3] or false, v[4] or false, redis.call('GET', KEYS[2]) or false}
-"#;
-
-/// `KEYS[1]`: the summary hash. `ARGV`: TTL (ms), then field/value pairs.
+/// `KEYS`: the answer, then optionally the folded part. `ARGV`: TTL (ms),
+/// the answer, then optionally the folded part.
 pub const STORE_SCRIPT: &str = r#"
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[1])
+if KEYS[2] then redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[1]) end
 return 1
 "#;
 
-/// What the lookup found.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Lookup {
-    /// The answer at exactly the current journal state.
-    Hit(Vec<u8>),
-    Miss {
-        /// The folded part, if it is at the current folded state.
-        folded: Option<Aggregate>,
-        /// The cached upstream context, if any.
-        context: Option<Vec<u8>>,
-    },
+/// `state`, a newline, then the payload.
+fn tagged(state: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(state.len() + 1 + payload.len());
+    out.extend_from_slice(state.as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(payload);
+    out
 }
 
-/// The lookup script's reply, flattened as Spin hands it over: an integer,
-/// then bulk strings or nils.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ReplyItem {
-    Int(i64),
-    Bytes(Vec<u8>),
-    Nil,
+/// The payload of `entry` if it was tagged with `state`.
+fn untag<'a>(entry: &'a [u8], state: &str) -> Option<&'a [u8]> {
+    let rest = entry.strip_prefix(state.as_bytes())?;
+    rest.strip_prefix(b"\n")
 }
 
-/// Reads the lookup script's reply; `None` if it is malformed.
-pub fn read_lookup(reply: Vec<ReplyItem>, folded_state_now: &str) -> Option<Lookup> {
-    let mut items = reply.into_iter();
-    let bytes = |item: Option<ReplyItem>| match item {
-        Some(ReplyItem::Bytes(b)) => Some(b),
-        _ => None,
-    };
-    match items.next()? {
-        ReplyItem::Int(1) => Some(Lookup::Hit(bytes(items.next())?)),
-        ReplyItem::Int(0) => {
-            let folded_state = bytes(items.next());
-            let folded = bytes(items.next());
-            let context = bytes(items.next());
-            let folded = match (folded_state, folded) {
-                (Some(state), Some(aggregate)) if state == folded_state_now.as_bytes() => Aggregate::decode(&aggregate).ok(),
-                _ => None,
-            };
-            Some(Lookup::Miss { folded, context })
-        }
-        _ => None,
-    }
+/// The cached answer's body, if it was computed at journal state `state`.
+pub fn read_answer<'a>(entry: &'a [u8], state: &str) -> Option<&'a [u8]> {
+    untag(entry, state)
+}
+
+/// The cached folded part, if it holds exactly folded state `folded_state`.
+pub fn read_folded(entry: &[u8], folded_state: &str) -> Option<Aggregate> {
+    Aggregate::decode(untag(entry, folded_state)?).ok()
 }
 
 /// `ARGV` of [`STORE_SCRIPT`]: the answer at `state`, and the folded part
 /// at `folded_state` when there is one to keep.
 pub fn store_args(ttl_ms: u64, state: &str, body: &[u8], folded: Option<(&str, &Aggregate)>) -> Vec<Vec<u8>> {
-    let mut args = vec![ttl_ms.to_string().into_bytes(), b"state".to_vec(), state.as_bytes().to_vec(), b"body".to_vec(), body.to_vec()];
+    let mut args = vec![ttl_ms.to_string().into_bytes(), tagged(state, body)];
     if let Some((folded_state, aggregate)) = folded {
-        args.extend([b"folded_state".to_vec(), folded_state.as_bytes().to_vec(), b"folded".to_vec(), aggregate.encode()]);
+        args.push(tagged(folded_state, &aggregate.encode()));
     }
     args
 }
@@ -158,24 +135,24 @@ mod tests {
     #[test]
     fn keys_name_the_window() {
         assert_eq!(cache_key(&request("type=cpu")), "summary:cpu:all");
+        assert_eq!(folded_key(&request("type=cpu")), "summary:cpu:all:folded");
         let k = cache_key(&request("type=cpu&period=hourly"));
         assert_eq!(k, format!("summary:cpu:{}:{}", NOW / 1000 + 1 - 3600, NOW / 1000 + 1));
     }
 
     #[test]
-    fn hits_and_partial_hits_are_read() {
-        let hit = read_lookup(vec![ReplyItem::Int(1), ReplyItem::Bytes(b"{}".to_vec())], "0");
-        assert_eq!(hit, Some(Lookup::Hit(b"{}".to_vec())));
+    fn entries_are_used_only_at_their_state() {
+        let args = store_args(5_000, "3,4", b"{}", None);
+        assert_eq!(args.len(), 2);
+        assert_eq!(read_answer(&args[1], "3,4"), Some(&b"{}"[..]));
+        assert_eq!(read_answer(&args[1], "3,44"), None);
+        assert_eq!(read_answer(&args[1], "3"), None);
         let mut a = Aggregate::default();
         a.record(2.0, 5);
-        let reply = |state: &str| {
-            vec![ReplyItem::Int(0), ReplyItem::Bytes(state.into()), ReplyItem::Bytes(a.encode()), ReplyItem::Nil]
-        };
-        assert_eq!(read_lookup(reply("3,4"), "3,4"), Some(Lookup::Miss { folded: Some(a.clone()), context: None }));
-        assert_eq!(read_lookup(reply("3,4"), "3,5"), Some(Lookup::Miss { folded: None, context: None }), "folded since");
-        let empty = vec![ReplyItem::Int(0), ReplyItem::Nil, ReplyItem::Nil, ReplyItem::Bytes(b"c".to_vec())];
-        assert_eq!(read_lookup(empty, "0"), Some(Lookup::Miss { folded: None, context: Some(b"c".to_vec()) }));
-        assert_eq!(read_lookup(vec![ReplyItem::Nil], "0"), None);
+        let args = store_args(5_000, "3,4", b"{}", Some(("1,2", &a)));
+        assert_eq!(read_folded(&args[2], "1,2"), Some(a));
+        assert_eq!(read_folded(&args[2], "1,3"), None, "folded since");
+        assert_eq!(read_folded(b"1,2\njunk", "1,2"), None);
     }
 
     #[test]
@@ -184,8 +161,6 @@ mod tests {
         assert_eq!(entry_ttl_ms(&request("type=cpu"), 300, NOW), 300_000);
         let old = request("type=cpu&from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z");
         assert_eq!(entry_ttl_ms(&old, 300, NOW), 300_000);
-        let args = store_args(5_000, "1,2", b"{}", None);
-        assert_eq!(args.len(), 5);
     }
 
     #[test]

@@ -2,8 +2,15 @@
 //! commands. Every failure is returned, never hidden: callers decide how to
 //! degrade (fail open, bypass the cache, ...).
 
-use analytics_core::summary_cache::ReplyItem;
 use spin_sdk::redis::{Connection, RedisParameter, RedisResult};
+
+/// One item of a reply, flattened as Spin hands replies over.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplyItem {
+    Int(i64),
+    Bytes(Vec<u8>),
+    Nil,
+}
 
 /// An open connection.
 pub struct Redis {
@@ -61,6 +68,22 @@ impl Redis {
 
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, String> {
         self.connection.get(key).map_err(message)
+    }
+
+    /// `MGET`: one value (or `None`) per key, in order.
+    pub fn mget(&self, keys: &[&str]) -> Result<Vec<Option<Vec<u8>>>, String> {
+        let args: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+        let reply = self.execute("MGET", &args)?;
+        if reply.len() != keys.len() {
+            return Err(format!("redis: MGET of {} keys answered {} values", keys.len(), reply.len()));
+        }
+        Ok(reply
+            .into_iter()
+            .map(|r| match r {
+                RedisResult::Binary(b) => Some(b),
+                _ => None,
+            })
+            .collect())
     }
 
     /// `SET key value EX ttl`.
