@@ -173,7 +173,7 @@ fn transition<T>(redis: &Redis, mut step: impl FnMut(&Breaker) -> (T, Option<Bre
             return Ok(outcome);
         };
         let expected = raw.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
-        if redis.eval_ints(COMPARE_AND_SET_SCRIPT, &[STATE_KEY], &[&expected, &next.encode()])? == [1] {
+        if redis.eval_ints(COMPARE_AND_SET_SCRIPT, &[STATE_KEY], &[expected.as_bytes(), next.encode().as_bytes()])? == [1] {
             if next.state != current.state {
                 redis.del(SUCCESSES_KEY)?;
             }

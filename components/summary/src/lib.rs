@@ -1,23 +1,24 @@
 //! GET /api/metrics/summary: statistics of one metric type over a window,
 //! plus context from the external service behind the circuit breaker.
 //!
-//! Every answer includes every acknowledged metric. The type's journal
-//! headers (one key-value read) say exactly which metrics exist; the Redis
-//! cache answers in one `GET` when nothing changed since it was filled
-//! (HIT), or hands back the window's folded aggregates when only the journal
-//! changed, so only the journal's items are added (PARTIAL). See
+//! Every answer includes every acknowledged metric. One key-value read
+//! fetches the type's journal headers, which say exactly which metrics
+//! exist, and the last answer for the window: at the current state it is
+//! served as is (HIT), without Redis. Otherwise Redis hands back the window's
+//! folded aggregates, and when only the journal changed since they were
+//! cached, only the journal's items are added (PARTIAL). See
 //! `analytics_core::summary_cache`.
 
 mod external;
 
 use analytics_platform::core::api_error::ApiError;
 use analytics_platform::core::config as settings;
-use analytics_platform::core::kv::Reader;
+use analytics_platform::core::kv::{Kv as _, Reader};
 use analytics_platform::core::pending::{journal_keys, Pending};
 use analytics_platform::core::query::Query;
 use analytics_platform::core::summary::{window_aggregate, with_pending, SummaryRequest};
 use analytics_platform::core::summary_cache::{
-    cache_key, context_key, entry_ttl_ms, folded_key, read_answer, read_folded, store_args, STORE_SCRIPT,
+    answer_key, context_key, encode_answer, encode_folded, fill_key, folded_key, folded_ttl_ms, read_answer, read_folded, FILL_SCRIPT,
 };
 use analytics_platform::kv::Kv;
 use analytics_platform::redis::Redis;
@@ -44,7 +45,7 @@ enum Cache {
     Partial,
     /// Computed from the aggregates.
     Miss,
-    /// The cache is off or Redis is unreachable: computed without it.
+    /// The cache is off (`cache_ttl_seconds` 0): computed without it.
     Bypass,
 }
 
@@ -63,6 +64,9 @@ fn unavailable(e: impl std::fmt::Display) -> ApiError {
     ApiError::unavailable(format!("key-value store: {e}"))
 }
 
+/// How long one request holds the right to store a window's new answer.
+const FILL_LOCK_MS: u64 = 2_000;
+
 /// The answer and how the cache took part; the body is serialised JSON.
 fn summarize(request: &Request) -> Result<(Cache, Vec<u8>), ApiError> {
     respond::require_method(request.method(), ALLOW)?;
@@ -70,29 +74,28 @@ fn summarize(request: &Request) -> Result<(Cache, Vec<u8>), ApiError> {
     let summary = SummaryRequest::parse(&Query::parse(request.query())?, now)?;
     let ttl = settings::whole(config::lookup(), "cache_ttl_seconds", 0, 86_400 * 30)?;
     let mut kv = Kv::open_default().map_err(unavailable)?;
-    // The journal first: what it holds is what every answer must include.
-    let keys = journal_keys(&summary.metric_type);
-    let journals = kv.get_many(&keys).map_err(unavailable)?;
+    // The journal first (what it holds is what every answer must include),
+    // and the last answer, in one read.
+    let mut keys = journal_keys(&summary.metric_type);
+    let answer_key = answer_key(&summary);
+    if ttl > 0 {
+        keys.push(answer_key.clone());
+    }
+    let mut journals = kv.get_many(&keys).map_err(unavailable)?;
+    let last_answer = if ttl > 0 { keys.pop().and(journals.pop().flatten()) } else { None };
     let headers = Pending::headers(&keys, &journals).map_err(unavailable)?;
     let (state, folded_state) = (Pending::state(&headers), Pending::folded_state(&headers));
+    if let Some(body) = last_answer.as_deref().and_then(|e| read_answer(e, &summary, &state, now, ttl * 1_000)) {
+        return Ok((Cache::Hit, body.to_vec()));
+    }
 
     let redis = Redis::connect().map_err(|e| eprintln!("summary cache unavailable: {e}")).ok();
-    let (cache_key, folded_key) = (cache_key(&summary), folded_key(&summary));
-    let context_key = context_key(&summary.metric_type);
-    let mut cache = Cache::Bypass;
+    let folded_key = folded_key(&summary);
     let mut cached_folded = None;
     let mut cached_context = None;
     if let (Some(redis), true) = (&redis, ttl > 0) {
-        let looked_up = redis.get(&cache_key).and_then(|entry| {
-            if let Some(body) = entry.as_deref().and_then(|e| read_answer(e, &state)) {
-                return Ok(Err(body.to_vec()));
-            }
-            redis.mget(&[&folded_key, &context_key]).map(Ok)
-        });
-        match looked_up {
-            Ok(Err(body)) => return Ok((Cache::Hit, body)),
-            Ok(Ok(mut found)) => {
-                cache = Cache::Miss;
+        match redis.mget(&[&folded_key, &context_key(&summary.metric_type)]) {
+            Ok(mut found) => {
                 cached_context = Some(found.pop().flatten());
                 cached_folded = found.pop().flatten().and_then(|entry| read_folded(&entry, &folded_state));
             }
@@ -101,26 +104,41 @@ fn summarize(request: &Request) -> Result<(Cache, Vec<u8>), ApiError> {
     }
 
     let pending = Pending::decode(&keys, &journals).map_err(unavailable)?;
-    let (aggregate, folded_to_keep) = match cached_folded {
-        Some(folded) => {
-            cache = Cache::Partial;
-            (with_pending(&folded, &summary, &pending), None)
-        }
-        None => {
+    let (cache, aggregate, folded_to_keep) = match (ttl, cached_folded) {
+        (0, _) => (Cache::Bypass, window_aggregate(&mut kv, &summary, &pending).map_err(unavailable)?.total, None),
+        (_, Some(folded)) => (Cache::Partial, with_pending(&folded, &summary, &pending), None),
+        (_, None) => {
             let window = window_aggregate(&mut kv, &summary, &pending).map_err(unavailable)?;
-            (window.total, window.folded)
+            (Cache::Miss, window.total, window.folded)
         }
     };
     let mut body = summary.report(&aggregate, now);
     body["external_data"] = external::context(redis.as_ref(), &summary.metric_type, cached_context)?;
     let body = body.to_string();
-    if let (Cache::Miss | Cache::Partial, Some(redis)) = (cache, &redis) {
-        let folded = folded_to_keep.as_ref().map(|a| (folded_state.as_str(), a));
-        let args = store_args(entry_ttl_ms(&summary, ttl, now), &state, body.as_bytes(), folded);
-        let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        let keys: &[&str] = if folded.is_some() { &[&cache_key, &folded_key] } else { &[&cache_key] };
-        if let Err(e) = redis.eval(STORE_SCRIPT, keys, &args) {
-            eprintln!("summary cache write failed: {e}");
+    if cache != Cache::Bypass {
+        // Of the requests that computed this answer, one stores it.
+        let fill = fill_key(&summary, &state);
+        let stores = match &redis {
+            Some(redis) => {
+                let folded = folded_to_keep.as_ref().map(|a| encode_folded(&folded_state, a));
+                let keys: Vec<&str> = std::iter::once(fill.as_str()).chain(folded.as_ref().map(|_| folded_key.as_str())).collect();
+                let lock_ms = FILL_LOCK_MS.to_string();
+                let folded_ms = folded_ttl_ms(&summary, ttl, now).to_string();
+                let mut args: Vec<&[u8]> = vec![lock_ms.as_bytes()];
+                if let Some(folded) = &folded {
+                    args.extend([folded_ms.as_bytes(), folded.as_slice()]);
+                }
+                redis.eval_ints(FILL_SCRIPT, &keys, &args).map(|r| r == [1]).unwrap_or_else(|e| {
+                    eprintln!("summary cache write failed: {e}");
+                    true
+                })
+            }
+            None => true,
+        };
+        if stores {
+            if let Err(e) = kv.set(&answer_key, &encode_answer(&summary, &state, now, body.as_bytes())) {
+                eprintln!("summary cache write failed: {e}");
+            }
         }
     }
     Ok((cache, body.into_bytes()))

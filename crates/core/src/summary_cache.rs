@@ -1,14 +1,21 @@
-//! The summary cache in Redis, which may be lost at any time.
+//! The summary cache.
 //!
-//! Per type and window, two entries: the last answer with the journal state
-//! it was computed at, and the window's folded part with the folded state it
-//! holds. A summary reads the type's journal headers from the store, then
-//! asks Redis for the answer (one `GET`): at exactly the current state it is
-//! a HIT. Otherwise it fetches the folded part and the upstream context (one
-//! `MGET`); if the folded part is still at the current folded state, only
-//! the journal's items are added to it (a PARTIAL): no aggregate is read
-//! again while metrics keep arriving. Every answer therefore includes every
-//! acknowledged metric, cached or not.
+//! A summary first reads the type's journal headers (which say exactly which
+//! metrics exist) and, in the same key-value read, the last answer for its
+//! window: if that answer was computed at the current journal state it is
+//! served as is (a HIT), without opening Redis at all. That is what keeps a
+//! cached summary cheap under Spin, which opens a new Redis connection for
+//! every request that uses one. The answers live in the key-value store, a
+//! bounded set of keys per type (one per named period, [`RANGE_SLOTS`] for
+//! explicit ranges, each overwritten), and are only ever a copy of what the
+//! aggregates say.
+//!
+//! When the answer is stale, Redis (which may be lost at any time) supplies
+//! the window's folded part (its aggregates, tagged with the folded state they
+//! hold) and the upstream context in one `MGET`. If the folded part is still
+//! at the current folded state, only the journal's items are added to it (a
+//! PARTIAL): no aggregate is read again while metrics keep arriving. Every
+//! answer includes every acknowledged metric, cached or not.
 //!
 //! The upstream context is cached on its own, per type (`context:{type}`),
 //! so the upstream sees one call per type per context TTL however many
@@ -18,17 +25,31 @@ use crate::aggregate::Aggregate;
 use crate::summary::SummaryRequest;
 use crate::time::MS_PER_SECOND;
 
-/// The answer's key for one type and window.
-pub fn cache_key(request: &SummaryRequest) -> String {
+/// Key-value slots per type for answers over explicit ranges.
+pub const RANGE_SLOTS: u64 = 16;
+
+/// What identifies a window in cache entries.
+fn window_id(request: &SummaryRequest) -> String {
     match request.window {
-        Some(w) => format!("summary:{}:{}:{}", request.metric_type, w.from_second, w.to_second),
-        None => format!("summary:{}:all", request.metric_type),
+        Some(w) => format!("{}:{}", w.from_second, w.to_second),
+        None => "all".into(),
     }
 }
 
-/// The folded part's key, next to the answer's.
+/// The key-value key of the last answer for `request`'s window.
+pub fn answer_key(request: &SummaryRequest) -> String {
+    match request.period {
+        crate::summary::Period::Range => {
+            let slot = xxhash_rust::xxh3::xxh3_64(window_id(request).as_bytes()) % RANGE_SLOTS;
+            format!("answer:{}:range{slot}", request.metric_type)
+        }
+        period => format!("answer:{}:{}", request.metric_type, period.name()),
+    }
+}
+
+/// The Redis key of the window's folded part.
 pub fn folded_key(request: &SummaryRequest) -> String {
-    format!("{}:folded", cache_key(request))
+    format!("summary:{}:{}:folded", request.metric_type, window_id(request))
 }
 
 pub fn context_key(metric_type: &str) -> String {
@@ -40,32 +61,60 @@ pub fn context_refresh_key(metric_type: &str) -> String {
     format!("context:{metric_type}:refresh")
 }
 
-/// `KEYS`: the answer, then optionally the folded part. `ARGV`: TTL (ms),
-/// the answer, then optionally the folded part.
-pub const STORE_SCRIPT: &str = r#"
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[1])
-if KEYS[2] then redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[1]) end
-return 1
+/// Held by the one request that stores a new answer for a window and state,
+/// so concurrent misses do not all write the same answer.
+pub fn fill_key(request: &SummaryRequest, state: &str) -> String {
+    format!("fill:{}:{}:{state}", request.metric_type, window_id(request))
+}
+
+/// `KEYS[1]`: the fill lock, `KEYS[2]` (optional): the folded part.
+/// `ARGV`: the lock's TTL (ms), then the folded part's TTL (ms) and value.
+/// Stores the folded part; returns 1 if this request got the lock.
+pub const FILL_SCRIPT: &str = r#"
+if KEYS[2] then redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2]) end
+if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return 1 end
+return 0
 "#;
 
-/// `state`, a newline, then the payload.
-fn tagged(state: &str, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(state.len() + 1 + payload.len());
-    out.extend_from_slice(state.as_bytes());
+/// `tag`, a newline, then the payload.
+fn tagged(tag: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(tag.len() + 1 + payload.len());
+    out.extend_from_slice(tag.as_bytes());
     out.push(b'\n');
     out.extend_from_slice(payload);
     out
 }
 
-/// The payload of `entry` if it was tagged with `state`.
-fn untag<'a>(entry: &'a [u8], state: &str) -> Option<&'a [u8]> {
-    let rest = entry.strip_prefix(state.as_bytes())?;
-    rest.strip_prefix(b"\n")
+/// The payload of `entry` if it was tagged with `tag`.
+fn untag<'a>(entry: &'a [u8], tag: &str) -> Option<&'a [u8]> {
+    entry.strip_prefix(tag.as_bytes())?.strip_prefix(b"\n")
 }
 
-/// The cached answer's body, if it was computed at journal state `state`.
-pub fn read_answer<'a>(entry: &'a [u8], state: &str) -> Option<&'a [u8]> {
-    untag(entry, state)
+/// The tag of an answer: its window, the journal state it was computed at,
+/// and when (so an entry older than the cache TTL is not served).
+fn answer_tag(request: &SummaryRequest, state: &str, computed_at_ms: i64) -> String {
+    format!("{} {state} {computed_at_ms}", window_id(request))
+}
+
+/// An answer entry for the key-value store.
+pub fn encode_answer(request: &SummaryRequest, state: &str, computed_at_ms: i64, body: &[u8]) -> Vec<u8> {
+    tagged(&answer_tag(request, state, computed_at_ms), body)
+}
+
+/// The cached body, if the entry is for `request`'s window, at journal
+/// state `state`, and younger than `ttl_ms`.
+pub fn read_answer<'a>(entry: &'a [u8], request: &SummaryRequest, state: &str, now_ms: i64, ttl_ms: u64) -> Option<&'a [u8]> {
+    let newline = entry.iter().position(|b| *b == b'\n')?;
+    let tag = std::str::from_utf8(&entry[..newline]).ok()?;
+    let mut parts = tag.rsplitn(2, ' ');
+    let computed_at: i64 = parts.next()?.parse().ok()?;
+    let expected = format!("{} {state}", window_id(request));
+    (parts.next()? == expected && now_ms - computed_at < ttl_ms as i64).then(|| &entry[newline + 1..])
+}
+
+/// The folded part for Redis, tagged with the folded state it holds.
+pub fn encode_folded(folded_state: &str, aggregate: &Aggregate) -> Vec<u8> {
+    tagged(folded_state, &aggregate.encode())
 }
 
 /// The cached folded part, if it holds exactly folded state `folded_state`.
@@ -73,19 +122,9 @@ pub fn read_folded(entry: &[u8], folded_state: &str) -> Option<Aggregate> {
     Aggregate::decode(untag(entry, folded_state)?).ok()
 }
 
-/// `ARGV` of [`STORE_SCRIPT`]: the answer at `state`, and the folded part
-/// at `folded_state` when there is one to keep.
-pub fn store_args(ttl_ms: u64, state: &str, body: &[u8], folded: Option<(&str, &Aggregate)>) -> Vec<Vec<u8>> {
-    let mut args = vec![ttl_ms.to_string().into_bytes(), tagged(state, body)];
-    if let Some((folded_state, aggregate)) = folded {
-        args.push(tagged(folded_state, &aggregate.encode()));
-    }
-    args
-}
-
-/// How long to keep a window's entry. A trailing window (one ending now)
-/// moves on within a second, so its entry is kept only briefly.
-pub fn entry_ttl_ms(request: &SummaryRequest, cache_ttl_seconds: u64, now_ms: i64) -> u64 {
+/// How long Redis keeps a window's folded part. A trailing window (one
+/// ending now) moves on within a second, so its part is kept only briefly.
+pub fn folded_ttl_ms(request: &SummaryRequest, cache_ttl_seconds: u64, now_ms: i64) -> u64 {
     let full = cache_ttl_seconds * 1_000;
     match request.window {
         Some(w) if w.to_second * MS_PER_SECOND > now_ms - 2 * MS_PER_SECOND => full.min(5_000),
@@ -133,34 +172,45 @@ mod tests {
     }
 
     #[test]
-    fn keys_name_the_window() {
-        assert_eq!(cache_key(&request("type=cpu")), "summary:cpu:all");
+    fn keys_are_bounded_per_type() {
+        assert_eq!(answer_key(&request("type=cpu")), "answer:cpu:all");
+        assert_eq!(answer_key(&request("type=cpu&period=hourly")), "answer:cpu:hourly");
+        let slots: std::collections::HashSet<String> = (0..500)
+            .map(|i| answer_key(&request(&format!("type=cpu&from=2026-01-01T00:00:00Z&to=2026-01-02T00:{:02}:{:02}Z", i / 60, i % 60))))
+            .collect();
+        assert!(slots.len() <= RANGE_SLOTS as usize && slots.len() > 1, "{}", slots.len());
         assert_eq!(folded_key(&request("type=cpu")), "summary:cpu:all:folded");
-        let k = cache_key(&request("type=cpu&period=hourly"));
-        assert_eq!(k, format!("summary:cpu:{}:{}", NOW / 1000 + 1 - 3600, NOW / 1000 + 1));
     }
 
     #[test]
-    fn entries_are_used_only_at_their_state() {
-        let args = store_args(5_000, "3,4", b"{}", None);
-        assert_eq!(args.len(), 2);
-        assert_eq!(read_answer(&args[1], "3,4"), Some(&b"{}"[..]));
-        assert_eq!(read_answer(&args[1], "3,44"), None);
-        assert_eq!(read_answer(&args[1], "3"), None);
+    fn answers_are_served_only_for_their_window_state_and_age() {
+        let hourly = request("type=cpu&period=hourly");
+        let entry = encode_answer(&hourly, "3,4", NOW, b"{}");
+        assert_eq!(read_answer(&entry, &hourly, "3,4", NOW + 10, 5_000), Some(&b"{}"[..]));
+        assert_eq!(read_answer(&entry, &hourly, "3,5", NOW, 5_000), None, "a metric arrived since");
+        assert_eq!(read_answer(&entry, &hourly, "3", NOW, 5_000), None);
+        assert_eq!(read_answer(&entry, &hourly, "3,4", NOW + 5_000, 5_000), None, "older than the TTL");
+        let later = SummaryRequest::parse(&Query::parse("type=cpu&period=hourly").unwrap(), NOW + 1_000).unwrap();
+        assert_eq!(read_answer(&entry, &later, "3,4", NOW, 5_000), None, "the window moved on");
+        assert_eq!(read_answer(b"junk", &hourly, "3,4", NOW, 5_000), None);
+    }
+
+    #[test]
+    fn folded_parts_are_used_only_at_their_folded_state() {
         let mut a = Aggregate::default();
         a.record(2.0, 5);
-        let args = store_args(5_000, "3,4", b"{}", Some(("1,2", &a)));
-        assert_eq!(read_folded(&args[2], "1,2"), Some(a));
-        assert_eq!(read_folded(&args[2], "1,3"), None, "folded since");
+        let entry = encode_folded("1,2", &a);
+        assert_eq!(read_folded(&entry, "1,2"), Some(a));
+        assert_eq!(read_folded(&entry, "1,3"), None, "folded since");
         assert_eq!(read_folded(b"1,2\njunk", "1,2"), None);
     }
 
     #[test]
-    fn trailing_windows_are_kept_briefly() {
-        assert_eq!(entry_ttl_ms(&request("type=cpu&period=daily"), 300, NOW), 5_000);
-        assert_eq!(entry_ttl_ms(&request("type=cpu"), 300, NOW), 300_000);
+    fn trailing_windows_keep_their_folded_part_briefly() {
+        assert_eq!(folded_ttl_ms(&request("type=cpu&period=daily"), 300, NOW), 5_000);
+        assert_eq!(folded_ttl_ms(&request("type=cpu"), 300, NOW), 300_000);
         let old = request("type=cpu&from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z");
-        assert_eq!(entry_ttl_ms(&old, 300, NOW), 300_000);
+        assert_eq!(folded_ttl_ms(&old, 300, NOW), 300_000);
     }
 
     #[test]

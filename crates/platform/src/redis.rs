@@ -55,8 +55,8 @@ impl Redis {
     }
 
     /// `EVAL script numkeys keys... args...`, expecting integers back.
-    pub fn eval_ints(&self, script: &str, keys: &[&str], args: &[&str]) -> Result<Vec<i64>, String> {
-        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    pub fn eval_ints(&self, script: &str, keys: &[&str], args: &[impl AsRef<[u8]>]) -> Result<Vec<i64>, String> {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_ref()).collect();
         self.eval(script, keys, &args)?
             .into_iter()
             .map(|r| match r {

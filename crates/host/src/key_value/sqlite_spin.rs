@@ -156,16 +156,19 @@ impl Store for SpinSqliteStore {
         .await
     }
 
-    /// One read under the lock, so a consistent snapshot, like Spin's single `SELECT ... IN rarray(...)`.
+    /// One read transaction (one file lock taken and released), like Spin's
+    /// single `SELECT ... IN rarray(...)`, and so a consistent snapshot.
     async fn get_many(&self, _: &Session, keys: &[String]) -> KvResult<Found> {
         let keys = keys.to_vec();
         self.run(move |c, label| {
+            let tx = c.transaction().map_err(other)?;
             let mut found = Vec::with_capacity(keys.len());
             for key in keys {
-                if let Some(value) = select(c, label, &key)? {
+                if let Some(value) = select(&tx, label, &key)? {
                     found.push((key, value));
                 }
             }
+            tx.commit().map_err(other)?;
             Ok(found)
         })
         .await
