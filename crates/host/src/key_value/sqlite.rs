@@ -156,6 +156,7 @@ impl SqliteStore {
         {
             let db = lock(&db)?;
             db.conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            rusqlite::vtab::array::load_module(&db.conn)?;
             db.conn.execute_batch(
                 "CREATE TABLE IF NOT EXISTS spin_key_value (
                     store TEXT NOT NULL,
@@ -256,15 +257,7 @@ impl Store for SqliteStore {
 
     /// Existing keys only, like Spin's `get-many`.
     async fn get_many(&self, session: &Session, keys: &[String]) -> KvResult<Found> {
-        self.with(session, Access::Read, |c| {
-            let mut found = Vec::with_capacity(keys.len());
-            for key in keys {
-                if let Some(value) = select(c, &self.label, key)? {
-                    found.push((key.clone(), value));
-                }
-            }
-            Ok(found)
-        })
+        self.with(session, Access::Read, |c| select_many(c, &self.label, keys))
     }
 
     /// All or nothing, inside the shared transaction.
@@ -299,6 +292,19 @@ fn select(c: &Connection, label: &str, key: &str) -> KvResult<Option<Vec<u8>>> {
     c.prepare_cached("SELECT value FROM spin_key_value WHERE store = ?1 AND key = ?2")
         .and_then(|mut s| s.query_row(params![label, key], |r| r.get(0)).optional())
         .map_err(other)
+}
+
+/// The existing keys among `keys`, in one statement, as Spin reads them
+/// (`IN rarray(...)`): one statement instead of one per key.
+pub(super) fn select_many(c: &Connection, label: &str, keys: &[String]) -> KvResult<Found> {
+    let keys: Vec<rusqlite::types::Value> = keys.iter().cloned().map(rusqlite::types::Value::from).collect();
+    let mut stmt = c
+        .prepare_cached("SELECT key, value FROM spin_key_value WHERE store = ?1 AND key IN rarray(?2)")
+        .map_err(other)?;
+    let rows = stmt
+        .query_map(params![label, std::rc::Rc::new(keys)], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(other)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(other)
 }
 
 fn upsert(c: &Connection, label: &str, key: &str, value: &[u8]) -> rusqlite::Result<()> {

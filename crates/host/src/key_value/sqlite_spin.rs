@@ -41,6 +41,7 @@ impl SpinSqliteStore {
             None => Connection::open_in_memory()?,
         };
         // Spin sets no pragmas: SQLite's defaults (rollback journal, synchronous=FULL) apply.
+        rusqlite::vtab::array::load_module(&connection)?;
         connection.execute_batch(
             "CREATE TABLE IF NOT EXISTS spin_key_value (
                 store TEXT NOT NULL,
@@ -156,22 +157,11 @@ impl Store for SpinSqliteStore {
         .await
     }
 
-    /// One read transaction (one file lock taken and released), like Spin's
-    /// single `SELECT ... IN rarray(...)`, and so a consistent snapshot.
+    /// Spin's single `SELECT ... IN rarray(...)`: one statement, one file
+    /// lock, a consistent snapshot.
     async fn get_many(&self, _: &Session, keys: &[String]) -> KvResult<Found> {
         let keys = keys.to_vec();
-        self.run(move |c, label| {
-            let tx = c.transaction().map_err(other)?;
-            let mut found = Vec::with_capacity(keys.len());
-            for key in keys {
-                if let Some(value) = select(&tx, label, &key)? {
-                    found.push((key, value));
-                }
-            }
-            tx.commit().map_err(other)?;
-            Ok(found)
-        })
-        .await
+        self.run(move |c, label| super::sqlite::select_many(c, label, &keys)).await
     }
 
     async fn set_many(&self, _: &Session, entries: &[(String, Vec<u8>)]) -> KvResult<()> {
