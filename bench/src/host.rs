@@ -176,6 +176,8 @@ pub struct HostConfig<'a> {
 pub struct Host {
     process: Supervised,
     address: SocketAddr,
+    /// Where the host serves its own metrics.
+    metrics: SocketAddr,
     log: PathBuf,
 }
 
@@ -198,6 +200,7 @@ impl Host {
 
     async fn try_start(config: &HostConfig<'_>) -> anyhow::Result<Host> {
         let address = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         std::fs::create_dir_all(config.state_dir)
             .with_context(|| format!("creating state directory {}", config.state_dir.display()))?;
         let log = File::create(config.log).with_context(|| format!("creating {}", config.log.display()))?;
@@ -209,7 +212,8 @@ impl Host {
             .arg(config.state_dir)
             .arg("--quiet")
             .args(["--redis", config.redis.name()])
-            .args(["--store-mode", config.store_mode]);
+            .args(["--store-mode", config.store_mode])
+            .args(["--metrics-listen", &metrics.to_string()]);
         if let Some(path) = config.runtime_config {
             command.arg("--runtime-config-file").arg(path);
         }
@@ -235,7 +239,7 @@ impl Host {
             }
             if let Ok(response) = load::request_once(address, "GET", "/", None).await {
                 if response.status == 200 {
-                    return Ok(Host { process, address, log: config.log.to_path_buf() });
+                    return Ok(Host { process, address, metrics, log: config.log.to_path_buf() });
                 }
             }
             if Instant::now() >= deadline {
@@ -251,6 +255,12 @@ impl Host {
 
     pub fn pid(&self) -> u32 {
         self.process.pid()
+    }
+
+    /// The host's counters (`name{labels}` to value) from its metrics endpoint.
+    pub async fn counters(&self) -> anyhow::Result<HashMap<String, f64>> {
+        let response = load::request_once(self.metrics, "GET", "/metrics", None).await.context("reading the host's metrics")?;
+        Ok(parse_counters(&String::from_utf8_lossy(&response.body)))
     }
 
     pub fn log(&self) -> &Path {
@@ -269,6 +279,15 @@ impl Host {
     pub fn stop(mut self) -> anyhow::Result<Option<ExitStatus>> {
         self.process.stop()
     }
+}
+
+/// `name{labels} value` lines of a Prometheus text exposition (comments skipped).
+fn parse_counters(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter_map(|(name, value)| Some((name.to_string(), value.parse().ok()?)))
+        .collect()
 }
 
 /// The last `max` bytes of a log file, for error messages.
@@ -446,6 +465,13 @@ fn parse_machine_busy(text: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_counters_from_the_metrics_text() {
+        let c = parse_counters("# TYPE x counter\nspin_host_redis_commands_total{role=\"kv\"} 12\nbad\n# EOF\n");
+        assert_eq!(c.get(r#"spin_host_redis_commands_total{role="kv"}"#), Some(&12.0));
+        assert_eq!(c.len(), 1);
+    }
 
     #[test]
     fn reads_memory_from_proc_status() {

@@ -390,6 +390,17 @@ async fn section(bench: &mut Bench, section: Section) -> anyhow::Result<Vec<Row>
     Ok(rows)
 }
 
+/// Every host's counters, summed by name.
+async fn counters(target: &Target<'_>) -> anyhow::Result<std::collections::HashMap<String, f64>> {
+    let mut all = std::collections::HashMap::new();
+    for host in &target.hosts {
+        for (name, value) in host.counters().await? {
+            *all.entry(name).or_insert(0.0) += value;
+        }
+    }
+    Ok(all)
+}
+
 /// Share of summaries answered from the cache (HIT or PARTIAL).
 fn hit_rate(row: &Row) -> f64 {
     let count = |k: &str| row.extra.get(&format!("x_cache_{k}")).copied().unwrap_or(0.0);
@@ -424,20 +435,10 @@ async fn replicas(bench: &mut Bench) -> anyhow::Result<Vec<Row>> {
         }
         let mut target = Target { hosts: hosts.iter_mut().collect(), section, redis: vec![&store, &cache] };
         let ingest = Requests { method: "POST", path: "/api/metrics".into(), body: Body::Metric { types: types.clone() }, expect: Expect::status(201) };
-        let before = (store.info()?, cache.info()?);
         let mut row = measure(bench, &mut target, ingest_scenario, ingest).await?;
-        let after = (store.info()?, cache.info()?);
-        let delta = |a: &std::collections::HashMap<String, String>, b: &std::collections::HashMap<String, String>, k: &str| {
-            let n = |m: &std::collections::HashMap<String, String>| m.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-            n(b) - n(a)
-        };
-        // Warm-up requests count too: they are in the INFO deltas.
-        let ingests = (row.ok as f64) * (1.0 + bench.warmup.as_secs_f64() / row.seconds);
-        for (name, server_before, server_after) in [("store", &before.0, &after.0), ("cache", &before.1, &after.1)] {
-            row.extra.insert(format!("{name}_commands_per_ingest"), delta(server_before, server_after, "total_commands_processed") / ingests);
-            row.extra.insert(format!("{name}_connections_opened_per_ingest"), delta(server_before, server_after, "total_connections_received") / ingests);
-            let clients = server_after.get("connected_clients").and_then(|v| v.parse().ok()).unwrap_or(0.0);
-            row.extra.insert(format!("{name}_connected_clients"), clients);
+        for (name, server) in [("store", &store), ("cache", &cache)] {
+            let clients = server.info()?.get("connected_clients").and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            row.extra.insert(format!("{name}_redis_connected_clients"), clients);
         }
         rows.push(row);
         let summary = format!("/api/metrics/summary?type={}&period=hourly", types[0]);
@@ -621,6 +622,7 @@ async fn measure(bench: &Bench, target: &mut Target<'_>, scenario: Scenario, req
     let cpu = |pids: &[u32]| -> anyhow::Result<Duration> {
         pids.iter().map(|p| host::cpu_time(&p.to_string())).sum::<anyhow::Result<Duration>>()
     };
+    let counters_before = counters(target).await?;
     let cpu_before = (cpu(&pids)?, host::cpu_time("self")?, cpu(&redis_pids)?);
     let busy_before = host::machine_busy()?;
     let (stop_sampling, mut stopped) = tokio::sync::oneshot::channel::<()>();
@@ -650,6 +652,7 @@ async fn measure(bench: &Bench, target: &mut Target<'_>, scenario: Scenario, req
         hwm += host::proc_status(*pid)?.hwm;
     }
     let cpu_after = (cpu(&pids)?, host::cpu_time("self")?, cpu(&redis_pids)?);
+    let counters_after = counters(target).await?;
     let busy_after = host::machine_busy()?;
     for host in target.hosts.iter_mut() {
         host.check_alive()?;
@@ -660,6 +663,17 @@ async fn measure(bench: &Bench, target: &mut Target<'_>, scenario: Scenario, req
     let latency_ms = |q: f64| outcome.latency.value_at_quantile(q) as f64 / 1_000.0;
     let mut extra: std::collections::BTreeMap<String, f64> =
         outcome.cache.iter().map(|(value, n)| (format!("x_cache_{}", value.to_ascii_lowercase()), *n as f64)).collect();
+    // Redis round trips and connections the hosts made, per expected answer.
+    for (name, after) in &counters_after {
+        let Some(role) = name.strip_prefix("spin_host_redis_").and_then(|rest| {
+            let (what, labels) = rest.split_once("_total{role=\"")?;
+            Some(format!("{}_{what}", labels.trim_end_matches("\"}")))
+        }) else {
+            continue;
+        };
+        let delta = after - counters_before.get(name).copied().unwrap_or(0.0);
+        extra.insert(format!("redis_{role}_per_request"), delta / outcome.ok.max(1) as f64);
+    }
     if matches!(plan.body, Body::Mixed { .. }) {
         extra.insert("writes".into(), outcome.writes as f64);
         extra.insert("summaries".into(), (outcome.ok - outcome.writes) as f64);

@@ -341,10 +341,10 @@ impl Shared {
         let method = request.method().clone();
         let path = request.uri().path().to_string();
         let Some(route) = self.router.route(&path) else {
-            self.log(&method, &path, "-", StatusCode::NOT_FOUND, started);
+            self.log(&method, &path, "-", "-", StatusCode::NOT_FOUND, started);
             return status_only(StatusCode::NOT_FOUND);
         };
-        let component = route.component.clone();
+        let (component, raw_route) = (route.component.clone(), route.raw_route.clone());
         let response = match self.clone().serve(route, request, client).await {
             Ok(response) => response,
             Err(error) => {
@@ -352,13 +352,14 @@ impl Shared {
                 status_only(StatusCode::INTERNAL_SERVER_ERROR)
             }
         };
-        self.log(&method, &path, &component, response.status(), started);
+        self.log(&method, &path, &raw_route, &component, response.status(), started);
         response
     }
 
-    fn log(&self, method: &http::Method, path: &str, component: &str, status: StatusCode, started: Instant) {
+    fn log(&self, method: &http::Method, path: &str, route: &str, component: &str, status: StatusCode, started: Instant) {
+        let elapsed = started.elapsed();
+        crate::telemetry::metrics().request(route, component, status.as_u16(), elapsed);
         if self.log_requests {
-            let elapsed = started.elapsed();
             println!(
                 "{} {method} {path} {component} {} {:.2}ms",
                 chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ"),

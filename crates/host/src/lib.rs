@@ -21,6 +21,7 @@ pub mod runtime_config;
 pub mod server;
 mod services;
 mod state;
+pub mod telemetry;
 pub mod variables;
 
 pub use app::{App, AppOptions};

@@ -59,6 +59,9 @@ enum Commands {
         /// like Spin v4.0.2's: every swap reported as failed, `get-many` broken.
         #[arg(long, value_enum, default_value = "none", env = "SPIN_HOST_KV_REDIS_DEFECTS")]
         kv_redis_defects: SpinRedisDefects,
+        /// Serve the host's own metrics (Prometheus text format) on this address.
+        #[arg(long, env = "SPIN_HOST_METRICS_LISTEN")]
+        metrics_listen: Option<SocketAddr>,
         /// Do not print a line per request.
         #[arg(long)]
         quiet: bool,
@@ -94,6 +97,7 @@ async fn main() -> anyhow::Result<()> {
             redis,
             store_mode,
             kv_redis_defects,
+            metrics_listen,
             quiet,
         } => {
             if also_build {
@@ -110,6 +114,11 @@ async fn main() -> anyhow::Result<()> {
                 log_requests: !quiet,
             };
             let app = App::load(options).await?;
+            if let Some(address) = metrics_listen {
+                let listener = spin_host::telemetry::bind(address).await?;
+                println!("Host metrics on http://{}/metrics", listener.local_addr().context("metrics listener has no address")?);
+                tokio::spawn(spin_host::telemetry::serve(listener));
+            }
             let listener = spin_host::server::bind(listen).await?;
             let address = listener.local_addr().context("listener has no address")?;
             let redis = match app.redis().embedded() {

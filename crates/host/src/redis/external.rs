@@ -25,6 +25,8 @@ pub struct ExternalRedis {
     connections: Mutex<HashMap<(String, ThreadId), MultiplexedConnection>>,
     /// `CLIENT SETNAME` of every shared connection, as `CLIENT LIST` shows it.
     name: String,
+    /// What the host's metrics count these connections and commands as.
+    role: String,
 }
 
 fn key(address: &str) -> (String, ThreadId) {
@@ -34,7 +36,11 @@ fn key(address: &str) -> (String, ThreadId) {
 impl ExternalRedis {
     /// Connections labelled `spin-host:<pid>:<role>`.
     pub fn new(role: &str) -> Self {
-        ExternalRedis { connections: Mutex::default(), name: format!("spin-host:{}:{role}", std::process::id()) }
+        ExternalRedis {
+            connections: Mutex::default(),
+            name: format!("spin-host:{}:{role}", std::process::id()),
+            role: role.to_string(),
+        }
     }
 
     /// A connection to `address`, connecting now if there is none (as Spin connects on `open`).
@@ -58,6 +64,7 @@ impl ExternalRedis {
     /// (and, like Spin's, unnamed: naming it would cost a round trip).
     pub async fn connect_new(&self, address: &str) -> Result<MultiplexedConnection, String> {
         let client = redis::Client::open(address).map_err(|e| e.to_string())?;
+        crate::telemetry::metrics().redis_connection(&self.role);
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT));
@@ -73,6 +80,7 @@ impl ExternalRedis {
         for arg in &args[1..] {
             command.arg(arg.as_slice());
         }
+        crate::telemetry::metrics().redis_command(&self.role);
         match command.query_async::<redis::Value>(connection).await {
             Ok(value) => Ok(Reply::from(value)),
             Err(error) if matches!(error.kind(), redis::ErrorKind::Server(_) | redis::ErrorKind::Extension) => {
