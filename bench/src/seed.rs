@@ -63,7 +63,7 @@ pub fn metrics(metric_type: &str, count: u64, now_ms: i64) -> impl Iterator<Item
         let timestamp_ms = (start + (i as f64 * step) as i64 + jitter).min(now_ms - 1);
         let value = (random.next() % 10_000) as f64 / 100.0;
         let id = new_id(timestamp_ms, u128::from(random.next()) << 64 | u128::from(random.next()));
-        Metric { id, metric_type: metric_type.to_string(), value, timestamp_ms }
+        Metric::new(id, metric_type.to_string(), value, timestamp_ms)
     })
 }
 

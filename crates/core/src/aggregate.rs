@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::hll::Hll;
+use crate::metric::Metric;
 use crate::sketch::Sketch;
 
 /// First byte of an encoded aggregate (0xA6 was the layout without watermarks).
@@ -32,6 +34,8 @@ pub struct Aggregate {
     /// Per journal shard, the last item folded in: this aggregate holds its
     /// bucket's items of that shard up to there, and none after.
     pub watermarks: Vec<u64>,
+    /// Distinct users of the metrics that carry a `user_id`.
+    pub users: Option<Hll>,
 }
 
 impl Aggregate {
@@ -55,10 +59,26 @@ impl Aggregate {
         self.sketch.add(value);
     }
 
+    /// Adds one metric, its user included.
+    pub fn record_metric(&mut self, metric: &Metric) {
+        self.record(metric.value, metric.timestamp_ms);
+        if let Some(user) = &metric.user_id {
+            self.users.get_or_insert_with(Hll::default).add_user(user);
+        }
+    }
+
+    /// Distinct users (0 without any).
+    pub fn unique_users(&self) -> u64 {
+        self.users.as_ref().map_or(0, Hll::estimate)
+    }
+
     /// Folds `other` (a disjoint set of metrics) into this one.
     pub fn merge(&mut self, other: &Aggregate) {
         if other.count == 0 {
             return;
+        }
+        if let Some(users) = &other.users {
+            self.users.get_or_insert_with(Hll::default).merge(users);
         }
         if self.count == 0 {
             self.min = other.min;

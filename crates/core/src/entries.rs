@@ -49,7 +49,7 @@ mod tests {
     #[test]
     fn round_trips() {
         let mut e = Entries::default();
-        e.metrics.push(Metric { id: "a".into(), metric_type: "t".into(), value: 1.5, timestamp_ms: 7 });
+        e.metrics.push(Metric::new("a", "t", 1.5, 7));
         e.set_watermark(3, 9);
         assert_eq!(Entries::decode("k", &e.encode()).unwrap(), e);
         assert_eq!((e.watermark(3), e.watermark(2), e.watermark(8)), (9, 0, 0));

@@ -45,7 +45,7 @@ pub fn targets(timestamp_ms: i64) -> impl Iterator<Item = Target> {
 /// Adds `metric` to the aggregate of `target`, marking which child bucket
 /// (or, for the total, which day) now holds data.
 pub fn apply(target: &Target, aggregate: &mut Aggregate, metric: &Metric) {
-    aggregate.record(metric.value, metric.timestamp_ms);
+    aggregate.record_metric(metric);
     match target {
         Target::Bucket(bucket) => {
             if let Some(finer) = bucket.level.finer() {
@@ -150,7 +150,7 @@ mod tests {
 
     #[test]
     fn coarse_aggregates_mark_their_children() {
-        let metric = Metric { id: "a".into(), metric_type: "cpu".into(), value: 1.0, timestamp_ms: 90_061_000 };
+        let metric = Metric::new("a", "cpu", 1.0, 90_061_000);
         let t: Vec<Target> = targets(metric.timestamp_ms).collect();
         let mut minute = Aggregate::default();
         apply(&t[1], &mut minute, &metric);

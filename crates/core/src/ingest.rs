@@ -35,7 +35,14 @@ const DUPLICATE_POLL_MS: u64 = 50;
 /// to the id's counter, so a re-post learns whether the first post said the
 /// same thing without another read.
 fn fingerprint(metric: &Metric) -> i64 {
-    let text = format!("{}\u{0}{}\u{0}{}", metric.metric_type, metric.value.to_bits(), metric.timestamp_ms);
+    let text = format!(
+        "{}\u{0}{}\u{0}{}\u{0}{}\u{0}{}",
+        metric.metric_type,
+        metric.value.to_bits(),
+        metric.timestamp_ms,
+        metric.user_id.as_deref().unwrap_or("\u{1}"),
+        metric.properties.as_deref().unwrap_or("\u{1}"),
+    );
     ((xxhash_rust::xxh3::xxh3_64(text.as_bytes()) & ((1 << 40) - 1)) | 1) as i64
 }
 

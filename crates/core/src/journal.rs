@@ -144,7 +144,7 @@ mod tests {
     use super::*;
 
     fn metric(i: u64) -> Metric {
-        Metric { id: format!("m{i}"), metric_type: "t".into(), value: i as f64, timestamp_ms: 1_000 * i as i64 }
+        Metric::new(format!("m{i}"), "t", i as f64, 1_000 * i as i64)
     }
 
     #[test]

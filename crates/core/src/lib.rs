@@ -8,6 +8,7 @@ pub mod breaker;
 pub mod config;
 pub mod entries;
 pub mod fold;
+pub mod hll;
 pub mod ingest;
 pub mod journal;
 pub mod keys;

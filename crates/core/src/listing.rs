@@ -263,7 +263,7 @@ mod tests {
     }
 
     fn metric(i: usize, metric_type: &str, ts: i64) -> Metric {
-        Metric { id: format!("id{i:05}"), metric_type: metric_type.into(), value: i as f64, timestamp_ms: ts }
+        Metric::new(format!("id{i:05}"), metric_type, i as f64, ts)
     }
 
     fn request(query: &str) -> ListRequest {

@@ -12,6 +12,9 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub const MAX_ABS_VALUE: f64 = 1e15;
 pub const MAX_TYPE_LEN: usize = 100;
 pub const MAX_ID_LEN: usize = 128;
+pub const MAX_PROPERTIES: usize = 32;
+/// Largest `properties` object, serialised.
+pub const MAX_PROPERTIES_BYTES: usize = 2 * 1024;
 
 /// A stored metric.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,22 +26,43 @@ pub struct Metric {
     /// Unix milliseconds.
     #[serde(rename = "ts")]
     pub timestamp_ms: i64,
+    /// Who did it, for distinct-user counts and retention.
+    pub user_id: Option<String>,
+    /// A flat JSON object, kept as its compact text (stored and listed, not aggregated).
+    pub properties: Option<String>,
 }
 
 impl Metric {
-    /// The public JSON form: `{"id", "type", "value", "timestamp"}`.
+    /// A metric without user or properties.
+    pub fn new(id: impl Into<String>, metric_type: impl Into<String>, value: f64, timestamp_ms: i64) -> Metric {
+        Metric { id: id.into(), metric_type: metric_type.into(), value, timestamp_ms, user_id: None, properties: None }
+    }
+
+    /// The public JSON form: `{"id", "type", "value", "timestamp"}`, plus
+    /// `user_id` and `properties` when the metric has them.
     pub fn to_json(&self) -> Value {
-        serde_json::json!({
+        let mut json = serde_json::json!({
             "id": self.id,
             "type": self.metric_type,
             "value": self.value,
             "timestamp": format_timestamp(self.timestamp_ms),
-        })
+        });
+        if let Some(user) = &self.user_id {
+            json["user_id"] = Value::String(user.clone());
+        }
+        if let Some(properties) = self.properties.as_deref().and_then(|p| serde_json::from_str::<Value>(p).ok()) {
+            json["properties"] = properties;
+        }
+        json
     }
 
     /// Same metric, ignoring the id: used to tell a retry from a conflicting reuse of an id.
     pub fn same_content(&self, other: &Metric) -> bool {
-        self.metric_type == other.metric_type && self.value == other.value && self.timestamp_ms == other.timestamp_ms
+        self.metric_type == other.metric_type
+            && self.value == other.value
+            && self.timestamp_ms == other.timestamp_ms
+            && self.user_id == other.user_id
+            && self.properties == other.properties
     }
 }
 
@@ -49,6 +73,8 @@ pub struct NewMetric {
     pub metric_type: String,
     pub value: f64,
     pub timestamp_ms: i64,
+    pub user_id: Option<String>,
+    pub properties: Option<String>,
 }
 
 impl NewMetric {
@@ -58,6 +84,8 @@ impl NewMetric {
             metric_type: self.metric_type,
             value: self.value,
             timestamp_ms: self.timestamp_ms,
+            user_id: self.user_id,
+            properties: self.properties,
         }
     }
 }
@@ -77,7 +105,8 @@ pub fn validate_type(text: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn validate_id(text: &str) -> Result<(), String> {
+/// Checks an id or user id: 1–128 characters of `[A-Za-z0-9_.:-]`.
+pub fn validate_id(text: &str) -> Result<(), String> {
     if text.is_empty() || text.chars().count() > MAX_ID_LEN {
         return Err(format!("must be 1 to {MAX_ID_LEN} characters long"));
     }
@@ -114,11 +143,16 @@ pub fn parse_new_metric(body: &[u8], now_ms: i64, max_clock_skew_seconds: u64) -
         };
         ApiError::new(422, "invalid_json", message)
     })?;
+    validate_metric(json, now_ms, max_clock_skew_seconds)
+}
+
+/// Validates one metric given as JSON (a body, or an item of a batch).
+pub fn validate_metric(json: Value, now_ms: i64, max_clock_skew_seconds: u64) -> Result<NewMetric, ApiError> {
     let Value::Object(object) = json else {
         return Err(ApiError::new(
             422,
             "invalid_json",
-            format!("the body must be a JSON object, not {}", json_type(&json)),
+            format!("a metric must be a JSON object, not {}", json_type(&json)),
         ));
     };
     let mut errors = Vec::new();
@@ -199,15 +233,67 @@ pub fn parse_new_metric(body: &[u8], now_ms: i64, max_clock_skew_seconds: u64) -
         }
     };
 
+    let user_id = match object.get("user_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => match validate_id(text) {
+            Ok(()) => Some(text.clone()),
+            Err(message) => {
+                errors.push(FieldError::new("user_id", message));
+                None
+            }
+        },
+        Some(other) => {
+            errors.push(FieldError::new("user_id", format!("must be a string, not {}", json_type(other))));
+            None
+        }
+    };
+
+    let properties = match object.get("properties") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(map)) => validate_properties(map, &mut errors),
+        Some(other) => {
+            errors.push(FieldError::new("properties", format!("must be an object, not {}", json_type(other))));
+            None
+        }
+    };
+
     match (timestamp_ms, value, metric_type) {
         (Some(timestamp_ms), Some(value), Some(metric_type)) if errors.is_empty() => Ok(NewMetric {
             id,
             metric_type,
             value,
             timestamp_ms,
+            user_id,
+            properties,
         }),
         _ => Err(invalid(errors)),
     }
+}
+
+/// A flat object of at most [`MAX_PROPERTIES`] keys, whose values are
+/// strings, numbers, booleans or null, at most [`MAX_PROPERTIES_BYTES`]
+/// serialised. Returns its compact text.
+fn validate_properties(map: &serde_json::Map<String, Value>, errors: &mut Vec<FieldError>) -> Option<String> {
+    let before = errors.len();
+    if map.len() > MAX_PROPERTIES {
+        errors.push(FieldError::new("properties", format!("has {} keys; at most {MAX_PROPERTIES} are allowed", map.len())));
+    }
+    for (key, value) in map {
+        if key.is_empty() || key.chars().count() > MAX_TYPE_LEN {
+            errors.push(FieldError::new("properties", format!("key names must be 1 to {MAX_TYPE_LEN} characters long")));
+        }
+        if matches!(value, Value::Array(_) | Value::Object(_)) {
+            errors.push(FieldError::new(
+                format!("properties.{key}"),
+                format!("must be a string, number, boolean or null, not {}", json_type(value)),
+            ));
+        }
+    }
+    let text = Value::Object(map.clone()).to_string();
+    if text.len() > MAX_PROPERTIES_BYTES {
+        errors.push(FieldError::new("properties", format!("is {} bytes serialised; at most {MAX_PROPERTIES_BYTES} are allowed", text.len())));
+    }
+    (errors.len() == before).then_some(text)
 }
 
 /// A new time-ordered unique id (a ULID) from the time and 80 random bits.
@@ -232,7 +318,10 @@ mod tests {
     #[test]
     fn accepts_a_valid_metric() {
         let m = parse(r#"{"timestamp": "2026-02-18T12:00:00Z", "value": 85.5, "type": "cpu_usage", "id": "a:1"}"#).unwrap();
-        assert_eq!(m, NewMetric { id: Some("a:1".into()), metric_type: "cpu_usage".into(), value: 85.5, timestamp_ms: NOW });
+        assert_eq!(
+            m,
+            NewMetric { id: Some("a:1".into()), metric_type: "cpu_usage".into(), value: 85.5, timestamp_ms: NOW, user_id: None, properties: None }
+        );
         let m = parse(r#"{"timestamp": "2026-02-18T12:00:00", "value": -3, "type": "t"}"#).unwrap();
         assert_eq!((m.id, m.value), (None, -3.0));
     }
@@ -274,6 +363,34 @@ mod tests {
         assert_eq!(parse(&nested).unwrap_err().code, "invalid_json");
         let err = parse_new_metric(&[0xff, 0xfe, b'{'], NOW, 300).unwrap_err();
         assert!(err.message.contains("UTF-8"), "{}", err.message);
+    }
+
+    #[test]
+    fn users_and_properties_are_optional_and_checked() {
+        let m = parse(r#"{"timestamp": "2026-02-18T12:00:00Z", "value": 1, "type": "t", "user_id": "u-1", "properties": {"plan": "pro", "n": 3, "ok": true, "x": null}}"#).unwrap();
+        assert_eq!(m.user_id.as_deref(), Some("u-1"));
+        assert_eq!(m.properties.as_deref(), Some(r#"{"n":3,"ok":true,"plan":"pro","x":null}"#));
+        let metric = m.with_id("a".into());
+        assert_eq!(metric.to_json()["properties"]["plan"], "pro");
+        let base = r#""timestamp": "2026-02-18T12:00:00Z", "value": 1, "type": "t""#;
+        for (extra, field) in [
+            (r#""user_id": "has space""#, "user_id"),
+            (r#""user_id": 5"#, "user_id"),
+            (r#""user_id": """#, "user_id"),
+            (r#""properties": [1]"#, "properties"),
+            (r#""properties": {"nested": {"a": 1}}"#, "properties.nested"),
+            (r#""properties": {"list": [1]}"#, "properties.list"),
+        ] {
+            let err = parse(&format!("{{{base}, {extra}}}")).unwrap_err();
+            assert_eq!(fields(err), vec![field], "{extra}");
+        }
+        let many: Vec<String> = (0..33).map(|i| format!(r#""k{i}": 1"#)).collect();
+        assert_eq!(fields(parse(&format!("{{{base}, \"properties\": {{{}}}}}", many.join(","))).unwrap_err()), vec!["properties"]);
+        let big = format!(r#"{{{base}, "properties": {{"s": "{}"}}}}"#, "x".repeat(2_100));
+        assert_eq!(fields(parse(&big).unwrap_err()), vec!["properties"]);
+        let mut other = metric.clone();
+        other.user_id = Some("u-2".into());
+        assert!(!metric.same_content(&other));
     }
 
     #[test]

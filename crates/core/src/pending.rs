@@ -96,7 +96,7 @@ mod tests {
     fn missing_shards_read_as_empty_and_states_track_appends_and_folds() {
         let keys = journal_keys("t");
         let mut journal = Journal::default();
-        journal.append(Metric { id: "a".into(), metric_type: "t".into(), value: 1.0, timestamp_ms: 5 });
+        journal.append(Metric::new("a", "t", 1.0, 5));
         let mut values = vec![None; SHARDS];
         values[3] = Some(journal.encode());
         let pending = Pending::decode(&keys, &values).unwrap();

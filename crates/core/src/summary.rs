@@ -162,6 +162,7 @@ impl SummaryRequest {
             "p50": quantile(0.50),
             "p95": quantile(0.95),
             "p99": quantile(0.99),
+            "unique_users": aggregate.unique_users(),
             "computed_at": format_timestamp(computed_at_ms),
         })
     }
@@ -274,7 +275,7 @@ pub fn window_aggregate(reader: &mut dyn Reader, request: &SummaryRequest, pendi
     for item in &pending.items {
         if let Some(i) = target_of(request, &positions, item.metric.timestamp_ms) {
             if item.seq > buckets[i].watermark(item.shard) {
-                total.record(item.metric.value, item.metric.timestamp_ms);
+                total.record_metric(&item.metric);
             }
         }
     }
@@ -291,7 +292,7 @@ pub fn with_pending(folded: &Aggregate, request: &SummaryRequest, pending: &Pend
     for item in &pending.items {
         let inside = request.window.is_none_or(|w| w.contains_ms(item.metric.timestamp_ms));
         if inside {
-            total.record(item.metric.value, item.metric.timestamp_ms);
+            total.record_metric(&item.metric);
         }
     }
     total
@@ -314,7 +315,7 @@ mod window_tests {
     fn store_in(points: &[(f64, i64)], shards: usize) -> MemoryStore {
         let mut store = MemoryStore::default();
         for (i, (value, ts)) in points.iter().enumerate() {
-            let metric = Metric { id: format!("m{i}"), metric_type: "cpu".into(), value: *value, timestamp_ms: *ts };
+            let metric = Metric::new(format!("m{i}"), "cpu", *value, *ts);
             ingest(&mut store, &metric, false, i % shards).unwrap();
         }
         store

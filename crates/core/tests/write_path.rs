@@ -20,7 +20,7 @@ const NOW: i64 = 1_771_416_000_500;
 const BEHAVIOURS: [SwapBehaviour; 3] = [SwapBehaviour::SpinSqlite, SwapBehaviour::Correct, SwapBehaviour::SpinV4_0_2];
 
 fn metric(id: &str, t: &str, value: f64, ts: i64) -> Metric {
-    Metric { id: id.into(), metric_type: t.into(), value, timestamp_ms: ts }
+    Metric::new(id, t, value, ts)
 }
 
 /// Count and sum over all time, as a summary reports them.
