@@ -21,6 +21,8 @@ macro_rules! on_both_redis {
 
 #[path = "api/ingest.rs"]
 mod ingest;
+#[path = "api/batch.rs"]
+mod batch;
 #[path = "api/rate_limit.rs"]
 mod rate_limit;
 #[path = "api/summary.rs"]

@@ -1,7 +1,10 @@
-//! POST /api/metrics: rate-limit the client, validate the metric, and store
-//! it once (idempotent by `id`) in one journal write; the journal is folded
-//! into the type's time-bucket aggregates as it fills, so summaries never
-//! scan stored metrics (see `analytics_core::ingest`).
+//! POST /api/metrics and POST /api/metrics/batch: rate-limit the client,
+//! validate, and store each metric once (idempotent by `id`) in the type's
+//! journal; the journal is folded into the type's time-bucket aggregates as
+//! it fills, so summaries never scan stored metrics (see
+//! `analytics_core::ingest`). A batch counts once against the rate limit.
+
+mod batch;
 
 use analytics_platform::core::api_error::ApiError;
 use analytics_platform::core::config as settings;
@@ -42,7 +45,12 @@ fn handle(request: Request) -> anyhow::Result<Response> {
         headers.push(("retry-after", retry_after.to_string()));
         return Ok(respond::json_with(429, &body, &headers));
     }
-    Ok(match accept(&request, now) {
+    let accepted = if request.path().trim_end_matches('/').ends_with("/batch") {
+        batch::accept(&request, now)
+    } else {
+        accept(&request, now)
+    };
+    Ok(match accepted {
         Ok((status, body)) => respond::json_with(status, &body, &headers),
         Err(e) => respond::error_with(&e, ALLOW, &headers),
     })
@@ -74,6 +82,11 @@ fn admit(request: &Request, policy: &RateLimit, now: i64) -> Result<Decision, Ap
     }))
 }
 
+/// `max_clock_skew_seconds`.
+pub(crate) fn clock_skew() -> Result<u64, ApiError> {
+    settings::whole(config::lookup(), "max_clock_skew_seconds", 0, 86_400 * 365)
+}
+
 fn is_json(content_type: Option<&str>) -> bool {
     let Some(value) = content_type else {
         return false;
@@ -90,8 +103,7 @@ fn accept(request: &Request, now: i64) -> Result<(u16, serde_json::Value), ApiEr
     if request.body().len() > MAX_BODY_BYTES {
         return Err(ApiError::new(413, "payload_too_large", format!("the body is over {} KiB", MAX_BODY_BYTES / 1024)));
     }
-    let skew = settings::whole(config::lookup(), "max_clock_skew_seconds", 0, 86_400 * 365)?;
-    let new = parse_new_metric(request.body(), now, skew)?;
+    let new = parse_new_metric(request.body(), now, clock_skew()?)?;
     let mut kv = Kv::open_default().map_err(|e| ApiError::unavailable(format!("key-value store: {e}")))?;
     let random = clock::random_u128();
     let client_given = new.id.is_some();
@@ -125,7 +137,7 @@ fn accept(request: &Request, now: i64) -> Result<(u16, serde_json::Value), ApiEr
     }
 }
 
-fn created(metric: &Metric) -> serde_json::Value {
+pub(crate) fn created(metric: &Metric) -> serde_json::Value {
     let mut body = metric.to_json();
     body["message"] = json!("Metric received");
     body

@@ -6,8 +6,10 @@
 //! plus a fold's share (about 7 writes per [`FOLD_EVERY`] metrics while they
 //! arrive in one second; more when they are spread out in time).
 
+use std::collections::{BTreeMap, HashMap};
+
 use crate::fold::{fold, Folded};
-use crate::journal::{shard_of_id, Journal, FOLD_EVERY};
+use crate::journal::{shard_of_id, Journal, FOLD_EVERY, SHARDS};
 use crate::keys::{claim_key, entries_key, journal_key, TYPES_KEY};
 use crate::kv::{second_of, update, Change, Kv, StoreError};
 use crate::metric::Metric;
@@ -56,7 +58,7 @@ pub fn ingest<K: Kv>(kv: &mut K, metric: &Metric, client_id: bool, shard: usize)
     let fp = fingerprint(metric);
     let total = kv.increment(&claim, fp)?;
     if total != fp {
-        return duplicate(kv, metric, total - fp, fp);
+        return earlier_post(kv, metric, total - fp, fp, DUPLICATE_POLLS);
     }
     let shard = shard_of_id(&metric.id);
     match append_and_fold(kv, metric, shard) {
@@ -71,8 +73,9 @@ pub fn ingest<K: Kv>(kv: &mut K, metric: &Metric, client_id: bool, shard: usize)
     }
 }
 
-/// A re-post: `before` is what earlier claims added up to.
-fn duplicate<K: Kv>(kv: &mut K, metric: &Metric, before: i64, fp: i64) -> Result<Ingested, StoreError> {
+/// A re-post: `before` is what earlier claims added up to; looks for the
+/// stored metric up to `polls` times (the first post may still be storing it).
+fn earlier_post<K: Kv>(kv: &mut K, metric: &Metric, before: i64, fp: i64, polls: usize) -> Result<Ingested, StoreError> {
     // Every earlier post carried this content iff the sum is a multiple of
     // its fingerprint (a collision needs 40-bit luck). A conflicting post
     // takes its share back, so the id's first content still shows through.
@@ -80,11 +83,11 @@ fn duplicate<K: Kv>(kv: &mut K, metric: &Metric, before: i64, fp: i64) -> Result
         kv.increment(&claim_key(&metric.id), -fp)?;
         return Ok(Ingested::Conflict);
     }
-    for attempt in 0..DUPLICATE_POLLS {
+    for attempt in 0..polls {
         if let Some(stored) = find(kv, metric)? {
             return Ok(if stored.same_content(metric) { Ingested::Duplicate } else { Ingested::Conflict });
         }
-        if attempt + 1 < DUPLICATE_POLLS {
+        if attempt + 1 < polls {
             kv.sleep_ms(DUPLICATE_POLL_MS);
         }
     }
@@ -108,20 +111,27 @@ fn find<K: Kv>(kv: &mut K, metric: &Metric) -> Result<Option<Metric>, StoreError
 }
 
 fn append_and_fold<K: Kv>(kv: &mut K, metric: &Metric, shard: usize) -> Result<Ingested, StoreError> {
-    let (journal, new_shard) = append(kv, metric, shard)?;
-    if new_shard {
-        register_type(kv, &metric.metric_type)?;
-    }
-    let fold = journal.due().then(|| fold(kv, &metric.metric_type, shard, &journal));
+    let fold = append_and_fold_many(kv, std::slice::from_ref(metric), shard)?;
     Ok(Ingested::Stored { shard, fold })
 }
 
-/// Appends `metric` to its shard; returns the shard as written, and whether
-/// this append created it.
-fn append<K: Kv>(kv: &mut K, metric: &Metric, shard: usize) -> Result<(Journal, bool), StoreError> {
-    let key = journal_key(&metric.metric_type, shard);
+/// Appends `metrics` (all of one type) to one shard in one write, registers
+/// a new type, and folds the shard if the appends made it due.
+fn append_and_fold_many<K: Kv>(kv: &mut K, metrics: &[Metric], shard: usize) -> Result<Option<Result<Folded, StoreError>>, StoreError> {
+    let metric_type = &metrics[0].metric_type;
+    let (journal, before, new_shard) = append(kv, metrics, shard)?;
+    if new_shard {
+        register_type(kv, metric_type)?;
+    }
+    Ok(journal.due_since(before).then(|| fold(kv, metric_type, shard, &journal)))
+}
+
+/// Appends the `metrics` the shard does not hold yet; returns the shard as
+/// written, its length before, and whether this append created it.
+fn append<K: Kv>(kv: &mut K, metrics: &[Metric], shard: usize) -> Result<(Journal, usize, bool), StoreError> {
+    let key = journal_key(&metrics[0].metric_type, shard);
     let mut created = false;
-    let journal = update(kv, &key, |current| {
+    update(kv, &key, |current| {
         let mut journal = match current {
             Some(bytes) => Journal::decode(&key, bytes)?,
             None => {
@@ -129,13 +139,73 @@ fn append<K: Kv>(kv: &mut K, metric: &Metric, shard: usize) -> Result<(Journal, 
                 Journal::default()
             }
         };
-        if journal.holds(&metric.id) {
-            return Ok(Change::Done(journal));
+        let before = journal.items.len();
+        let missing: Vec<&Metric> = metrics.iter().filter(|m| !journal.holds(&m.id)).collect();
+        if missing.is_empty() {
+            return Ok(Change::Done((journal, before, created)));
         }
-        journal.append(metric.clone());
-        Ok(Change::Write(journal.encode(), journal))
-    })?;
-    Ok((journal, created))
+        for metric in missing {
+            journal.append(metric.clone());
+        }
+        Ok(Change::Write(journal.encode(), (journal, before, created)))
+    })
+}
+
+/// What became of each item of a batch.
+pub type BatchOutcome = Vec<Result<Ingested, StoreError>>;
+
+/// Stores a batch: `(metric, has a client id)` pairs. Each item ends like a
+/// single ingest would, but each journal shard a batch touches is written
+/// once for all its items, and folded at most once. The same client id
+/// twice in one batch is one metric and one duplicate (or conflict).
+pub fn ingest_batch<K: Kv>(kv: &mut K, items: &[(Metric, bool)], random: u64) -> BatchOutcome {
+    let mut outcome: Vec<Option<Result<Ingested, StoreError>>> = vec![None; items.len()];
+    let mut first_of_id: HashMap<&str, usize> = HashMap::new();
+    // (type, shard) -> indexes to store there.
+    let mut groups: BTreeMap<(&str, usize), Vec<usize>> = BTreeMap::new();
+    for (index, (metric, client_id)) in items.iter().enumerate() {
+        if !client_id {
+            let shard = ((random ^ crate::journal::id_hash(&metric.metric_type)) % SHARDS as u64) as usize;
+            groups.entry((&metric.metric_type, shard)).or_default().push(index);
+            continue;
+        }
+        if let Some(&first) = first_of_id.get(metric.id.as_str()) {
+            let same = items[first].0.same_content(metric);
+            outcome[index] = Some(Ok(if same { Ingested::Duplicate } else { Ingested::Conflict }));
+            continue;
+        }
+        first_of_id.insert(&metric.id, index);
+        let fp = fingerprint(metric);
+        match kv.increment(&claim_key(&metric.id), fp) {
+            Ok(total) if total == fp => groups.entry((&metric.metric_type, shard_of_id(&metric.id))).or_default().push(index),
+            Ok(total) => outcome[index] = Some(earlier_post(kv, metric, total - fp, fp, 1)),
+            Err(e) => outcome[index] = Some(Err(e)),
+        }
+    }
+    for ((_, shard), indexes) in groups {
+        let metrics: Vec<Metric> = indexes.iter().map(|&i| items[i].0.clone()).collect();
+        match append_and_fold_many(kv, &metrics, shard) {
+            Ok(fold) => {
+                for (n, &i) in indexes.iter().enumerate() {
+                    // The group's fold is reported once, with its first item.
+                    let fold = if n == 0 { fold.clone() } else { None };
+                    outcome[i] = Some(Ok(Ingested::Stored { shard, fold }));
+                }
+            }
+            Err(error) => {
+                for &i in &indexes {
+                    let (metric, client_id) = &items[i];
+                    if *client_id {
+                        if let Ok(None) = find(kv, metric) {
+                            let _ = kv.increment(&claim_key(&metric.id), -fingerprint(metric));
+                        }
+                    }
+                    outcome[i] = Some(Err(error.clone()));
+                }
+            }
+        }
+    }
+    outcome.into_iter().map(|o| o.unwrap_or_else(|| Err(StoreError::Store("item not processed".into())))).collect()
 }
 
 /// Adds a type to the registry the all-types listing walks.

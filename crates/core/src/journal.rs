@@ -103,9 +103,10 @@ impl Journal {
         self.folded_through += count as u64;
     }
 
-    /// Whether appending made the shard due for a fold.
-    pub fn due(&self) -> bool {
-        !self.items.is_empty() && self.items.len() % FOLD_EVERY == 0
+    /// Whether appends that grew the shard from `before` items made it due
+    /// for a fold (they reached a multiple of [`FOLD_EVERY`]).
+    pub fn due_since(&self, before: usize) -> bool {
+        before / FOLD_EVERY < self.items.len() / FOLD_EVERY
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -182,12 +183,19 @@ mod tests {
     #[test]
     fn a_shard_is_due_at_each_multiple_of_fold_every() {
         let mut j = Journal::default();
-        let due: Vec<u64> = (1..=3 * FOLD_EVERY as u64).filter(|i| {
-            j.append(metric(*i));
-            j.due()
-        })
-        .collect();
+        let due: Vec<u64> = (1..=3 * FOLD_EVERY as u64)
+            .filter(|i| {
+                let before = j.items.len();
+                j.append(metric(*i));
+                j.due_since(before)
+            })
+            .collect();
         assert_eq!(due, [64, 128, 192]);
+        let before = j.items.len();
+        for i in 0..500 {
+            j.append(metric(1_000 + i));
+        }
+        assert!(j.due_since(before), "a batch that crosses a multiple");
     }
 
     #[test]

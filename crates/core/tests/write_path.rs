@@ -212,3 +212,31 @@ fn the_store_error_of_a_dead_request_is_reported() {
     assert!(kv.increment("x", 1).is_err());
 }
 
+
+#[test]
+fn a_batch_writes_each_shard_once_and_keeps_ids_idempotent() {
+    use analytics_core::ingest::ingest_batch;
+    for behaviour in BEHAVIOURS {
+        let store = MemoryStore::with_swaps(behaviour);
+        // 500 metrics without ids, 20 with ids, one id twice (same content), one twice with other content.
+        let mut items: Vec<(Metric, bool)> = (0..500).map(|i| (metric(&format!("a{i}"), "batch", 1.0, NOW - (i % 3) * 1_000), false)).collect();
+        items.extend((0..20).map(|i| (metric(&format!("id-{i}"), "batch", 2.0, NOW), true)));
+        items.push((metric("id-3", "batch", 2.0, NOW), true));
+        items.push((metric("id-4", "batch", 9.0, NOW), true));
+        let mut kv = store.request();
+        let outcome = ingest_batch(&mut kv, &items, 7);
+        let stored = outcome.iter().filter(|o| matches!(o, Ok(Ingested::Stored { .. }))).count();
+        assert_eq!(stored, 520, "{behaviour:?}");
+        assert_eq!(outcome[520], Ok(Ingested::Duplicate));
+        assert_eq!(outcome[521], Ok(Ingested::Conflict));
+        // 20 claims, one append to the id-less shard, at most 16 for the ids, then the folds.
+        assert!(kv.writes < 20 + 1 + 16 + 40, "{behaviour:?}: {} writes", kv.writes);
+        assert_eq!(totals(&store, "batch"), (520, 540.0), "{behaviour:?}");
+        // The same batch again: every id is a duplicate, nothing is stored twice.
+        let again: Vec<(Metric, bool)> = items[500..520].to_vec();
+        let outcome = ingest_batch(&mut store.request(), &again, 8);
+        assert!(outcome.iter().all(|o| *o == Ok(Ingested::Duplicate)), "{outcome:?}");
+        assert_eq!(totals(&store, "batch"), (520, 540.0));
+        assert_eq!(listed(&store, "batch").len(), 520);
+    }
+}

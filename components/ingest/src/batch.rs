@@ -1,0 +1,77 @@
+//! POST /api/metrics/batch: up to 1 000 independent metrics (a JSON array or
+//! NDJSON) in one request. Each shard of a type's journal the batch touches
+//! is written once, whatever the number of items.
+
+use analytics_platform::core::api_error::{ApiError, FieldError};
+use analytics_platform::core::batch::{parse_batch, BatchFormat};
+use analytics_platform::core::ingest::{ingest_batch, Ingested};
+use analytics_platform::core::metric::new_id;
+use analytics_platform::clock;
+use analytics_platform::kv::Kv;
+use serde_json::{json, Value};
+
+fn rejected(index: usize, error: &ApiError) -> Value {
+    let details: Vec<&FieldError> = error.details.iter().collect();
+    json!({"index": index, "error": error.code, "message": error.message, "details": details})
+}
+
+/// `(status, body)`: 200 with the counts, or 422 when nothing was accepted.
+pub fn accept(request: &spin_sdk::http::Request, now: i64) -> Result<(u16, Value), ApiError> {
+    let content_type = request.header("content-type").and_then(|v| v.as_str()).unwrap_or("");
+    let format = BatchFormat::from_content_type(content_type).ok_or_else(|| {
+        ApiError::new(415, "unsupported_media_type", "send a JSON array (application/json) or one metric per line (application/x-ndjson)")
+    })?;
+    let parsed = parse_batch(request.body(), format, now, crate::clock_skew()?)?;
+    let mut kv = Kv::open_default().map_err(|e| ApiError::unavailable(format!("key-value store: {e}")))?;
+    let random = clock::random_u128();
+    let mut items = Vec::new();
+    let mut positions = Vec::new();
+    let mut rejections = Vec::new();
+    for (index, item) in parsed.into_iter().enumerate() {
+        match item {
+            Ok(new) => {
+                let client_id = new.id.is_some();
+                let id = new.id.clone().unwrap_or_else(|| new_id(now, random ^ ((index as u128) << 64) ^ index as u128));
+                items.push((new.with_id(id), client_id));
+                positions.push(index);
+            }
+            Err(e) => rejections.push(rejected(index, &e)),
+        }
+    }
+    let (mut accepted, mut duplicates, mut failures) = (0, 0, 0);
+    for (outcome, (&index, (metric, _))) in ingest_batch(&mut kv, &items, random as u64).into_iter().zip(positions.iter().zip(&items)) {
+        match outcome {
+            Ok(Ingested::Stored { fold, .. }) => {
+                accepted += 1;
+                if let Some(Err(e)) = fold {
+                    eprintln!("fold of `{}` failed, left for the next one: {e}", metric.metric_type);
+                }
+            }
+            Ok(Ingested::Duplicate) => duplicates += 1,
+            Ok(Ingested::Conflict) => rejections.push(rejected(
+                index,
+                &ApiError::new(409, "id_conflict", format!("id `{}` is already used by a different metric; use a new id", metric.id)),
+            )),
+            Ok(Ingested::InProgress) => rejections.push(rejected(
+                index,
+                &ApiError::new(409, "id_in_progress", format!("a request with id `{}` is still being processed; retry shortly", metric.id)),
+            )),
+            Err(e) => {
+                failures += 1;
+                rejections.push(rejected(index, &ApiError::unavailable(e.to_string())));
+            }
+        }
+    }
+    if failures > 0 && accepted + duplicates == 0 && failures == items.len() {
+        return Err(ApiError::unavailable("key-value store: no item of the batch could be stored; retry it".to_string()));
+    }
+    rejections.sort_by_key(|r| r["index"].as_u64());
+    let body = json!({"accepted": accepted, "duplicates": duplicates, "rejected": rejections});
+    if accepted + duplicates == 0 {
+        let mut body = body;
+        body["error"] = json!("nothing_accepted");
+        body["message"] = json!("no metric of the batch was accepted; see `rejected`");
+        return Ok((422, body));
+    }
+    Ok((200, body))
+}
