@@ -35,3 +35,5 @@ mod list;
 mod resilience;
 #[path = "api/routes.rs"]
 mod routes;
+#[path = "api/stats.rs"]
+mod stats;

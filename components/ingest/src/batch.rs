@@ -41,10 +41,13 @@ pub fn accept(request: &spin_sdk::http::Request, now: i64) -> Result<(u16, Value
     let (mut accepted, mut duplicates, mut failures) = (0, 0, 0);
     for (outcome, (&index, (metric, _))) in ingest_batch(&mut kv, &items, random as u64).into_iter().zip(positions.iter().zip(&items)) {
         match outcome {
-            Ok(Ingested::Stored { fold, .. }) => {
+            Ok(Ingested::Stored { fold, retention, .. }) => {
                 accepted += 1;
                 if let Some(Err(e)) = fold {
                     eprintln!("fold of `{}` failed, left for the next one: {e}", metric.metric_type);
+                }
+                if let Some(e) = retention {
+                    eprintln!("retention of `{}`'s user not recorded: {e}", metric.metric_type);
                 }
             }
             Ok(Ingested::Duplicate) => duplicates += 1,

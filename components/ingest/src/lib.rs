@@ -112,10 +112,13 @@ fn accept(request: &Request, now: i64) -> Result<(u16, serde_json::Value), ApiEr
     let outcome = ingest(&mut kv, &metric, client_given, (random >> 96) as usize)
         .map_err(|e| ApiError::unavailable(e.to_string()))?;
     match outcome {
-        Ingested::Stored { fold, .. } => {
+        Ingested::Stored { fold, retention, .. } => {
             if let Some(Err(e)) = fold {
                 // Stored all the same: the items wait in the journal for the next fold.
                 eprintln!("fold of `{}` failed, left for the next one: {e}", metric.metric_type);
+            }
+            if let Some(e) = retention {
+                eprintln!("retention of `{}`'s user not recorded: {e}", metric.metric_type);
             }
             Ok((201, created(&metric)))
         }

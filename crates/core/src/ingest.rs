@@ -19,8 +19,9 @@ use crate::entries::Entries;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Ingested {
     /// Stored now. `fold` is the fold this ingest ran, if the shard was due;
-    /// a failed fold loses nothing (the items stay in the journal for the next).
-    Stored { shard: usize, fold: Option<Result<Folded, StoreError>> },
+    /// a failed fold loses nothing (the items stay in the journal for the
+    /// next). `retention` is set if recording the user's activity failed.
+    Stored { shard: usize, fold: Option<Result<Folded, StoreError>>, retention: Option<StoreError> },
     /// The id was stored before, with the same content.
     Duplicate,
     /// The id belongs to a metric with different content.
@@ -112,7 +113,14 @@ fn find<K: Kv>(kv: &mut K, metric: &Metric) -> Result<Option<Metric>, StoreError
 
 fn append_and_fold<K: Kv>(kv: &mut K, metric: &Metric, shard: usize) -> Result<Ingested, StoreError> {
     let fold = append_and_fold_many(kv, std::slice::from_ref(metric), shard)?;
-    Ok(Ingested::Stored { shard, fold })
+    let retention = record_activity(kv, metric).err();
+    Ok(Ingested::Stored { shard, fold, retention })
+}
+
+/// The user's activity for retention, once the metric is stored; the token
+/// is the metric's own (ids are unique per stored metric).
+fn record_activity<K: Kv>(kv: &mut K, metric: &Metric) -> Result<usize, StoreError> {
+    crate::retention::record(kv, metric, crate::journal::id_hash(&metric.id) | 1)
 }
 
 /// Appends `metrics` (all of one type) to one shard in one write, registers
@@ -186,10 +194,18 @@ pub fn ingest_batch<K: Kv>(kv: &mut K, items: &[(Metric, bool)], random: u64) ->
         let metrics: Vec<Metric> = indexes.iter().map(|&i| items[i].0.clone()).collect();
         match append_and_fold_many(kv, &metrics, shard) {
             Ok(fold) => {
+                // One activity record per user and day of the group.
+                let mut seen = std::collections::HashSet::new();
                 for (n, &i) in indexes.iter().enumerate() {
+                    let metric = &items[i].0;
+                    let day = metric.timestamp_ms.div_euclid(86_400_000);
+                    let retention = match &metric.user_id {
+                        Some(user) if seen.insert((user.clone(), day)) => record_activity(kv, metric).err(),
+                        _ => None,
+                    };
                     // The group's fold is reported once, with its first item.
                     let fold = if n == 0 { fold.clone() } else { None };
-                    outcome[i] = Some(Ok(Ingested::Stored { shard, fold }));
+                    outcome[i] = Some(Ok(Ingested::Stored { shard, fold, retention }));
                 }
             }
             Err(error) => {

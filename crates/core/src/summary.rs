@@ -234,17 +234,17 @@ pub struct WindowAggregate {
     pub folded: Option<Aggregate>,
 }
 
-/// The buckets covering `request`'s window (or the all-time aggregate).
-fn window_targets(request: &SummaryRequest) -> Vec<Target> {
-    match request.window {
+/// The buckets covering `window` (or the all-time aggregate).
+fn window_targets(window: Option<Window>) -> Vec<Target> {
+    match window {
         None => vec![Target::Total],
         Some(window) => window.buckets().into_iter().map(Target::Bucket).collect(),
     }
 }
 
-/// Which of `targets` holds the instant `ms` (they do not overlap).
-fn target_of(request: &SummaryRequest, positions: &HashMap<Target, usize>, ms: i64) -> Option<usize> {
-    match request.window {
+/// Which of a window's targets holds the instant `ms` (they do not overlap).
+fn target_of(window: Option<Window>, positions: &HashMap<Target, usize>, ms: i64) -> Option<usize> {
+    match window {
         None => positions.get(&Target::Total).copied(),
         Some(window) if window.contains_ms(ms) => {
             Level::ALL.iter().find_map(|&level| positions.get(&Target::Bucket(Bucket::containing(level, ms))).copied())
@@ -256,32 +256,48 @@ fn target_of(request: &SummaryRequest, positions: &HashMap<Target, usize>, ms: i
 /// The aggregate of `request`'s window: at most a few hundred buckets, plus
 /// the items `pending` (read first) holds that the buckets do not.
 pub fn window_aggregate(reader: &mut dyn Reader, request: &SummaryRequest, pending: &Pending) -> Result<WindowAggregate, StoreError> {
-    let targets = window_targets(request);
-    let keys: Vec<String> = targets.iter().map(|t| t.key(&request.metric_type)).collect();
-    let values = reader.get_many(&keys)?;
-    let mut buckets = Vec::with_capacity(values.len());
-    for (key, value) in keys.iter().zip(values) {
-        buckets.push(match value {
-            Some(bytes) => Aggregate::decode(&bytes).map_err(|e| StoreError::corrupt(key, e))?,
-            None => Aggregate::default(),
-        });
-    }
-    let positions: HashMap<Target, usize> = targets.iter().enumerate().map(|(i, t)| (*t, i)).collect();
-    let mut folded = Aggregate::default();
-    for bucket in &buckets {
-        folded.merge(bucket);
-    }
-    let mut total = folded.clone();
-    for item in &pending.items {
-        if let Some(i) = target_of(request, &positions, item.metric.timestamp_ms) {
-            if item.seq > buckets[i].watermark(item.shard) {
-                total.record_metric(&item.metric);
+    let mut all = windows_aggregates(reader, &request.metric_type, &[request.window], pending)?;
+    Ok(all.pop().unwrap_or(WindowAggregate { total: Aggregate::default(), folded: None }))
+}
+
+/// The aggregates of several windows of one type (`None`: all time), their
+/// buckets read in one batch; `pending` is the type's journal, read first.
+pub fn windows_aggregates(
+    reader: &mut dyn Reader,
+    metric_type: &str,
+    windows: &[Option<Window>],
+    pending: &Pending,
+) -> Result<Vec<WindowAggregate>, StoreError> {
+    let targets: Vec<Vec<Target>> = windows.iter().map(|w| window_targets(*w)).collect();
+    let keys: Vec<String> = targets.iter().flatten().map(|t| t.key(metric_type)).collect();
+    let mut values = reader.get_many(&keys)?.into_iter().zip(keys.iter());
+    let mut out = Vec::with_capacity(windows.len());
+    for (window, targets) in windows.iter().zip(&targets) {
+        let mut buckets = Vec::with_capacity(targets.len());
+        for (value, key) in values.by_ref().take(targets.len()) {
+            buckets.push(match value {
+                Some(bytes) => Aggregate::decode(&bytes).map_err(|e| StoreError::corrupt(key, e))?,
+                None => Aggregate::default(),
+            });
+        }
+        let positions: HashMap<Target, usize> = targets.iter().enumerate().map(|(i, t)| (*t, i)).collect();
+        let mut folded = Aggregate::default();
+        for bucket in &buckets {
+            folded.merge(bucket);
+        }
+        let mut total = folded.clone();
+        for item in &pending.items {
+            if let Some(i) = target_of(*window, &positions, item.metric.timestamp_ms) {
+                if item.seq > buckets[i].watermark(item.shard) {
+                    total.record_metric(&item.metric);
+                }
             }
         }
+        let cacheable = !buckets.iter().any(|b| pending.ahead_of_folds(b));
+        folded.watermarks.clear();
+        out.push(WindowAggregate { total, folded: cacheable.then_some(folded) });
     }
-    let cacheable = !buckets.iter().any(|b| pending.ahead_of_folds(b));
-    folded.watermarks.clear();
-    Ok(WindowAggregate { total, folded: cacheable.then_some(folded) })
+    Ok(out)
 }
 
 /// A cached folded part plus every item `pending` holds in the window: right

@@ -154,6 +154,54 @@ pub fn parse_timestamp(text: &str) -> Result<i64, String> {
     Ok(ms)
 }
 
+/// A point in time as Prometheus' HTTP API takes it: RFC 3339, or Unix
+/// seconds (fractions allowed).
+pub fn parse_instant(text: &str) -> Result<i64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() => {
+            let ms = (seconds * 1_000.0).round() as i64;
+            if (EARLIEST_MS..=LATEST_MS).contains(&ms) {
+                Ok(ms)
+            } else {
+                Err(format!("`{text}` is outside 1970-01-01 .. 9999-12-31"))
+            }
+        }
+        _ => parse_timestamp(text),
+    }
+}
+
+/// A duration as Prometheus writes them (`30s`, `5m`, `1h30m`, `1d`, `1w`),
+/// or plain seconds; in whole seconds, at least one.
+pub fn parse_step(text: &str) -> Result<i64, String> {
+    let bad = || format!("`{text}` is not a duration like 30s, 5m, 1h or 1d (or a number of seconds)");
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<f64>() {
+        return if seconds >= 1.0 && seconds.fract() == 0.0 && seconds < 1e12 { Ok(seconds as i64) } else { Err(bad()) };
+    }
+    let (mut total, mut number) = (0i64, String::new());
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3_600,
+            'd' => 86_400,
+            'w' => 7 * 86_400,
+            _ => return Err(bad()),
+        };
+        let n: i64 = number.parse().map_err(|_| bad())?;
+        total = n.checked_mul(unit).and_then(|v| total.checked_add(v)).ok_or_else(bad)?;
+        number.clear();
+    }
+    if !number.is_empty() || total < 1 {
+        return Err(bad());
+    }
+    Ok(total)
+}
+
 /// RFC 3339 in UTC with `Z`, with milliseconds only when non-zero.
 pub fn format_timestamp(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
@@ -212,6 +260,20 @@ mod tests {
         assert!(parse_timestamp("yesterday").is_err());
         assert!(parse_timestamp("1969-12-31T23:59:59Z").is_err());
         assert!(parse_timestamp("2026-02-30T00:00:00Z").is_err());
+    }
+
+    #[test]
+    fn instants_and_steps_parse_the_prometheus_way() {
+        assert_eq!(parse_instant("1.5"), Ok(1_500));
+        assert_eq!(parse_instant("1970-01-01T00:00:02Z"), Ok(2_000));
+        assert!(parse_instant("-5").is_err());
+        assert_eq!(parse_step("30"), Ok(30));
+        assert_eq!(parse_step("5m"), Ok(300));
+        assert_eq!(parse_step("1h30m"), Ok(5_400));
+        assert_eq!(parse_step("1d"), Ok(86_400));
+        for bad in ["0", "0.5", "5x", "m", "", "1.5m", "-3"] {
+            assert!(parse_step(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
