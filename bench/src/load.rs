@@ -28,6 +28,8 @@ pub enum Body {
     /// A fresh metric for POST /api/metrics: timestamp now, the connection's
     /// type out of `types`, a varying value.
     Metric { types: Vec<String> },
+    /// `size` fresh metrics of the connection's type, as one batch (JSON array).
+    Batch { types: Vec<String>, size: usize },
     /// Every `writes_every`-th request of a connection posts a metric of
     /// `metric_type` (to `/api/metrics`); the others send the plan's GET.
     Mixed { metric_type: String, writes_every: u64 },
@@ -222,6 +224,13 @@ fn build(plan: &Plan, address: SocketAddr, index: usize, sequence: u64) -> anyho
     let request = match &plan.body {
         Body::None => builder.method(plan.method).uri(&plan.path).body(Full::new(Bytes::new())),
         Body::Metric { types } => post(builder, metric_body(&types[index % types.len()], index, sequence)),
+        Body::Batch { types, size } => {
+            let items: Vec<String> = (0..*size)
+                .map(|i| String::from_utf8_lossy(&metric_body(&types[index % types.len()], index, sequence * *size as u64 + i as u64)).into_owned())
+                .collect();
+            let body = Bytes::from(format!("[{}]", items.join(",")));
+            builder.method("POST").uri("/api/metrics/batch").header("content-type", "application/json").body(Full::new(body))
+        }
         Body::Mixed { metric_type, writes_every } if sequence % writes_every == 0 => {
             post(builder, metric_body(metric_type, index, sequence))
         }

@@ -33,7 +33,7 @@ use clap::{Parser, ValueEnum};
 
 use host::{Host, HostConfig, RedisKind, RedisServer};
 use load::{Body, Expect, Plan};
-use report::{Row, Run, Scenario, Section, Store};
+use report::{Row, Run, Scenario, Section, Store, BATCH_SIZE};
 use seed::Seed;
 
 /// Concurrent keep-alive connections, in every scenario.
@@ -331,6 +331,15 @@ async fn section(bench: &mut Bench, section: Section) -> anyhow::Result<Vec<Row>
     let types = (0..INGEST_TYPES).map(|i| format!("bench_ingest_{i}")).collect();
     let ingest = Requests { method: "POST", path: "/api/metrics".into(), body: Body::Metric { types }, expect: Expect::status(201) };
     rows.push(measure(bench, &mut target, Scenario::Ingest, ingest).await?);
+
+    let types: Vec<String> = (0..INGEST_TYPES).map(|i| format!("bench_batch_{i}")).collect();
+    let batches = Requests { method: "POST", path: "/api/metrics/batch".into(), body: Body::Batch { types, size: BATCH_SIZE }, expect: Expect::status(200) };
+    let mut row = measure(bench, &mut target, Scenario::IngestBatch, batches).await?;
+    // Reported in metrics per second.
+    row.extra.insert("batches_per_second".into(), row.requests_per_second);
+    row.requests_per_second *= BATCH_SIZE as f64;
+    row.ok *= BATCH_SIZE as u64;
+    rows.push(row);
 
     let cached = format!("/api/metrics/summary?type={}&period=daily", bench.small_type);
     warm_cache(target.hosts[0], &cached).await?;

@@ -50,6 +50,8 @@ pub enum Scenario {
     Ingest,
     SummaryCached,
     List,
+    /// Batches of [`BATCH_SIZE`] metrics; its rate is in metrics per second.
+    IngestBatch,
     /// One metric posted for every nine summaries of its type.
     Mixed,
     SummaryUncachedSmall,
@@ -107,6 +109,7 @@ impl Row {
             Scenario::SummaryUncachedLarge => format!("summary uncached @{}", count_label(large)),
             Scenario::BreakerOpen => "summary, breaker open".into(),
             Scenario::Mixed => "1 write : 9 summaries".into(),
+            Scenario::IngestBatch => format!("ingest, batches of {BATCH_SIZE} (metrics)"),
             Scenario::IngestOneReplica => "ingest, 1 replica".into(),
             Scenario::IngestTwoReplicas => "ingest, 2 replicas".into(),
             Scenario::SummaryOneReplica => "summary uncached, 1 replica".into(),
@@ -188,6 +191,11 @@ pub fn vs_floor(rows: &[Row], row: &Row) -> Option<f64> {
     (floor.requests_per_second > 0.0).then(|| row.requests_per_second / floor.requests_per_second)
 }
 
+/// Metrics per batch in the batch scenario.
+pub const BATCH_SIZE: usize = 500;
+/// Batched ingest over single-metric ingest, in metrics per second.
+pub const BATCH_TARGET: f64 = 10.0;
+
 /// Single-metric ingests per second under Spin's store costs (the target).
 pub const SPIN_INGEST_TARGET: f64 = 300.0;
 /// Two replicas over one, ingest throughput.
@@ -226,6 +234,15 @@ pub fn targets(rows: &[Row], large: u64, small: u64) -> Vec<Target> {
                 }
             }
             _ => {}
+        }
+        if let (Some(single), Some(batch)) = (row(Scenario::Ingest), row(Scenario::IngestBatch)) {
+            let r = batch.requests_per_second / single.requests_per_second.max(1e-9);
+            push(
+                format!("batches of {BATCH_SIZE} >= {BATCH_TARGET} x single ingest (metrics/s)"),
+                format!("{r:.1} x ({:.0} / {:.0} metrics/s)", batch.requests_per_second, single.requests_per_second),
+                r >= BATCH_TARGET,
+                busy(&[Some(single), Some(batch)]),
+            );
         }
         if let Some(mixed) = row(Scenario::Mixed) {
             let calls = mixed.extra.get("upstream_calls").copied().unwrap_or(f64::NAN);
