@@ -37,3 +37,5 @@ mod resilience;
 mod routes;
 #[path = "api/stats.rs"]
 mod stats;
+#[path = "api/metrics.rs"]
+mod metrics;

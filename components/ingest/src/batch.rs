@@ -5,7 +5,9 @@
 use analytics_platform::core::api_error::{ApiError, FieldError};
 use analytics_platform::core::batch::{parse_batch, BatchFormat};
 use analytics_platform::core::ingest::{ingest_batch, Ingested};
-use analytics_platform::core::metric::new_id;
+use analytics_platform::core::app_metrics::Family;
+use analytics_platform::core::metric::{new_id, NewMetric};
+use analytics_platform::counters::Tally;
 use analytics_platform::clock;
 use analytics_platform::kv::Kv;
 use serde_json::{json, Value};
@@ -15,14 +17,19 @@ fn rejected(index: usize, error: &ApiError) -> Value {
     json!({"index": index, "error": error.code, "message": error.message, "details": details})
 }
 
-/// `(status, body)`: 200 with the counts, or 422 when nothing was accepted.
-pub fn accept(request: &spin_sdk::http::Request, now: i64) -> Result<(u16, Value), ApiError> {
+/// Checks the media type and size, and validates every item.
+pub fn parse(request: &spin_sdk::http::Request, now: i64) -> Result<Vec<Result<NewMetric, ApiError>>, ApiError> {
     let content_type = request.header("content-type").and_then(|v| v.as_str()).unwrap_or("");
     let format = BatchFormat::from_content_type(content_type).ok_or_else(|| {
         ApiError::new(415, "unsupported_media_type", "send a JSON array (application/json) or one metric per line (application/x-ndjson)")
     })?;
-    let parsed = parse_batch(request.body(), format, now, crate::clock_skew()?)?;
-    let mut kv = Kv::open_default().map_err(|e| ApiError::unavailable(format!("key-value store: {e}")))?;
+    parse_batch(request.body(), format, now, crate::clock_skew()?)
+}
+
+/// Stores the valid items: `(status, body)` (200 with the counts, 422 when
+/// nothing was accepted), and how they count.
+pub fn store(parsed: Vec<Result<NewMetric, ApiError>>, now: i64) -> (Result<(u16, Value), ApiError>, Tally) {
+    let mut tally = Tally::default();
     let random = clock::random_u128();
     let mut items = Vec::new();
     let mut positions = Vec::new();
@@ -35,20 +42,26 @@ pub fn accept(request: &spin_sdk::http::Request, now: i64) -> Result<(u16, Value
                 items.push((new.with_id(id), client_id));
                 positions.push(index);
             }
-            Err(e) => rejections.push(rejected(index, &e)),
+            Err(e) => {
+                tally.add(Family::Rejected, e.code, 1);
+                rejections.push(rejected(index, &e));
+            }
         }
     }
+    let outcomes: Vec<Result<Ingested, ApiError>> = match Kv::open_default() {
+        Ok(mut kv) => ingest_batch(&mut kv, &items, random as u64)
+            .into_iter()
+            .map(|o| o.map_err(|e| ApiError::unavailable(e.to_string())))
+            .collect(),
+        Err(e) => items.iter().map(|_| Err(ApiError::unavailable(format!("key-value store: {e}")))).collect(),
+    };
     let (mut accepted, mut duplicates, mut failures) = (0, 0, 0);
-    for (outcome, (&index, (metric, _))) in ingest_batch(&mut kv, &items, random as u64).into_iter().zip(positions.iter().zip(&items)) {
+    for (outcome, (&index, (metric, _))) in outcomes.into_iter().zip(positions.iter().zip(&items)) {
+        crate::count_outcome(&mut tally, &outcome);
         match outcome {
             Ok(Ingested::Stored { fold, retention, .. }) => {
                 accepted += 1;
-                if let Some(Err(e)) = fold {
-                    eprintln!("fold of `{}` failed, left for the next one: {e}", metric.metric_type);
-                }
-                if let Some(e) = retention {
-                    eprintln!("retention of `{}`'s user not recorded: {e}", metric.metric_type);
-                }
+                crate::log_follow_ups(metric, fold, retention);
             }
             Ok(Ingested::Duplicate) => duplicates += 1,
             Ok(Ingested::Conflict) => rejections.push(rejected(
@@ -61,20 +74,20 @@ pub fn accept(request: &spin_sdk::http::Request, now: i64) -> Result<(u16, Value
             )),
             Err(e) => {
                 failures += 1;
-                rejections.push(rejected(index, &ApiError::unavailable(e.to_string())));
+                rejections.push(rejected(index, &e));
             }
         }
     }
-    if failures > 0 && accepted + duplicates == 0 && failures == items.len() {
-        return Err(ApiError::unavailable("key-value store: no item of the batch could be stored; retry it".to_string()));
+    if failures > 0 && failures == items.len() {
+        let error = ApiError::unavailable("key-value store: no item of the batch could be stored; retry it".to_string());
+        return (Err(error), tally);
     }
     rejections.sort_by_key(|r| r["index"].as_u64());
-    let body = json!({"accepted": accepted, "duplicates": duplicates, "rejected": rejections});
+    let mut body = json!({"accepted": accepted, "duplicates": duplicates, "rejected": rejections});
     if accepted + duplicates == 0 {
-        let mut body = body;
         body["error"] = json!("nothing_accepted");
         body["message"] = json!("no metric of the batch was accepted; see `rejected`");
-        return Ok((422, body));
+        return (Ok((422, body)), tally);
     }
-    Ok((200, body))
+    (Ok((200, body)), tally)
 }

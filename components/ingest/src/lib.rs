@@ -7,10 +7,14 @@
 mod batch;
 
 use analytics_platform::core::api_error::ApiError;
+use analytics_platform::core::app_metrics::{add_args, Family, COUNTERS_KEY};
 use analytics_platform::core::config as settings;
+use analytics_platform::core::fold::Folded;
 use analytics_platform::core::ingest::{ingest, Ingested};
-use analytics_platform::core::metric::{new_id, parse_new_metric, Metric, MAX_BODY_BYTES};
+use analytics_platform::core::kv::StoreError;
+use analytics_platform::core::metric::{new_id, parse_new_metric, Metric, NewMetric, MAX_BODY_BYTES};
 use analytics_platform::core::rate_limit::{client_id, Decision, RateLimit, SLIDING_WINDOW_SCRIPT};
+use analytics_platform::counters::Tally;
 use analytics_platform::kv::Kv;
 use analytics_platform::redis::Redis;
 use analytics_platform::{clock, config, respond};
@@ -30,7 +34,12 @@ fn handle(request: Request) -> anyhow::Result<Response> {
         Err(e) => return Ok(respond::error(&e, ALLOW)),
     };
     let now = clock::now_ms();
-    let decision = match admit(&request, &policy, now) {
+    // Validation first (it is only CPU), so the rate-limit script can count
+    // the outcome in the same round trip.
+    let is_batch = request.path().trim_end_matches('/').ends_with("/batch");
+    let parsed = if is_batch { batch::parse(&request, now).map(Parsed::Many) } else { parse(&request, now).map(Parsed::One) };
+    let expected = expected_counts(&parsed);
+    let (decision, redis) = match admit(&request, &policy, now, &expected) {
         Ok(d) => d,
         Err(e) => return Ok(respond::error(&e, ALLOW)),
     };
@@ -45,15 +54,57 @@ fn handle(request: Request) -> anyhow::Result<Response> {
         headers.push(("retry-after", retry_after.to_string()));
         return Ok(respond::json_with(429, &body, &headers));
     }
-    let accepted = if request.path().trim_end_matches('/').ends_with("/batch") {
-        batch::accept(&request, now)
-    } else {
-        accept(&request, now)
+    let (answer, counted) = match parsed {
+        Err(e) => (Err(e), expected.clone()),
+        Ok(Parsed::One(new)) => store(new, now),
+        Ok(Parsed::Many(items)) => batch::store(items, now),
     };
-    Ok(match accepted {
+    // Only what the store changed costs a call: duplicates, conflicts, failures.
+    counted.minus(&expected).send(redis.as_ref());
+    Ok(match answer {
         Ok((status, body)) => respond::json_with(status, &body, &headers),
         Err(e) => respond::error_with(&e, ALLOW, &headers),
     })
+}
+
+/// A request's metrics, validated.
+enum Parsed {
+    One(NewMetric),
+    Many(Vec<Result<NewMetric, ApiError>>),
+}
+
+/// The counts if every valid metric is stored.
+fn expected_counts(parsed: &Result<Parsed, ApiError>) -> Tally {
+    let mut tally = Tally::default();
+    match parsed {
+        Err(e) => tally.add(Family::Rejected, e.code, 1),
+        Ok(Parsed::One(_)) => tally.add(Family::Metrics, "accepted", 1),
+        Ok(Parsed::Many(items)) => {
+            for item in items {
+                match item {
+                    Ok(_) => tally.add(Family::Metrics, "accepted", 1),
+                    Err(e) => tally.add(Family::Rejected, e.code, 1),
+                }
+            }
+        }
+    }
+    tally
+}
+
+/// How one stored item counts.
+pub(crate) fn count_outcome(tally: &mut Tally, outcome: &Result<Ingested, ApiError>) {
+    match outcome {
+        Ok(Ingested::Stored { .. }) => tally.add(Family::Metrics, "accepted", 1),
+        Ok(Ingested::Duplicate) => tally.add(Family::Metrics, "duplicate", 1),
+        Ok(Ingested::Conflict) => tally.add(Family::Rejected, "id_conflict", 1),
+        Ok(Ingested::InProgress) => tally.add(Family::Rejected, "id_in_progress", 1),
+        Err(e) => {
+            tally.add(Family::Rejected, e.code, 1);
+            if e.status == 503 {
+                tally.add(Family::KeyValueFailures, "ingest", 1);
+            }
+        }
+    }
 }
 
 fn rate_limit_headers(d: &Decision) -> Vec<(&'static str, String)> {
@@ -64,22 +115,26 @@ fn rate_limit_headers(d: &Decision) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// The sliding-window decision, made in Redis; without Redis, let the request through.
-fn admit(request: &Request, policy: &RateLimit, now: i64) -> Result<Decision, ApiError> {
+/// The sliding-window decision, made in Redis, which also raises
+/// `counts` if the request is admitted; without Redis, let the request
+/// through. Gives back the connection for later counts.
+fn admit(request: &Request, policy: &RateLimit, now: i64, counts: &Tally) -> Result<(Decision, Option<Redis>), ApiError> {
     let trust = settings::boolean(config::lookup(), "trust_forwarded_for")?;
     let header = |name: &str| request.header(name).and_then(|v| v.as_str());
     let client = client_id(header("spin-client-addr"), header("x-forwarded-for"), trust);
     let member = format!("{now}-{:x}", clock::random_u128() as u64);
-    let decided = Redis::connect().and_then(|redis| {
-        let args = policy.script_args(now, &member);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let reply = redis.eval_ints(SLIDING_WINDOW_SCRIPT, &[&RateLimit::key(&client)], &args)?;
+    let redis = Redis::connect();
+    let decided = redis.as_ref().map_err(Clone::clone).and_then(|redis| {
+        let mut args: Vec<Vec<u8>> = policy.script_args(now, &member).into_iter().map(String::into_bytes).collect();
+        args.extend(add_args(&counts.deltas()));
+        let reply = redis.eval_ints(SLIDING_WINDOW_SCRIPT, &[&RateLimit::key(&client), COUNTERS_KEY], &args)?;
         policy.decide(&reply, now).map_err(|e| e.to_string())
     });
-    Ok(decided.unwrap_or_else(|e| {
+    let decision = decided.unwrap_or_else(|e| {
         eprintln!("rate limiter unavailable, allowing request: {e}");
         policy.fail_open()
-    }))
+    });
+    Ok((decision, redis.ok()))
 }
 
 /// `max_clock_skew_seconds`.
@@ -95,31 +150,31 @@ fn is_json(content_type: Option<&str>) -> bool {
     media == "application/json" || (media.starts_with("application/") && media.ends_with("+json"))
 }
 
-/// Validates and stores; `(status, body)` on success.
-fn accept(request: &Request, now: i64) -> Result<(u16, serde_json::Value), ApiError> {
+/// Checks the media type and size, and validates the metric.
+fn parse(request: &Request, now: i64) -> Result<NewMetric, ApiError> {
     if !is_json(request.header("content-type").and_then(|v| v.as_str())) {
         return Err(ApiError::new(415, "unsupported_media_type", "send the metric as JSON with Content-Type: application/json"));
     }
     if request.body().len() > MAX_BODY_BYTES {
         return Err(ApiError::new(413, "payload_too_large", format!("the body is over {} KiB", MAX_BODY_BYTES / 1024)));
     }
-    let new = parse_new_metric(request.body(), now, clock_skew()?)?;
-    let mut kv = Kv::open_default().map_err(|e| ApiError::unavailable(format!("key-value store: {e}")))?;
+    parse_new_metric(request.body(), now, clock_skew()?)
+}
+
+/// Stores one metric: `(status, body)`, and how it counts.
+fn store(new: NewMetric, now: i64) -> (Result<(u16, serde_json::Value), ApiError>, Tally) {
     let random = clock::random_u128();
     let client_given = new.id.is_some();
     let id = new.id.clone().unwrap_or_else(|| new_id(now, random));
     let metric = new.with_id(id);
-    let outcome = ingest(&mut kv, &metric, client_given, (random >> 96) as usize)
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
-    match outcome {
+    let outcome = Kv::open_default()
+        .map_err(|e| ApiError::unavailable(format!("key-value store: {e}")))
+        .and_then(|mut kv| ingest(&mut kv, &metric, client_given, (random >> 96) as usize).map_err(|e| ApiError::unavailable(e.to_string())));
+    let mut tally = Tally::default();
+    count_outcome(&mut tally, &outcome);
+    let answer = outcome.and_then(|outcome| match outcome {
         Ingested::Stored { fold, retention, .. } => {
-            if let Some(Err(e)) = fold {
-                // Stored all the same: the items wait in the journal for the next fold.
-                eprintln!("fold of `{}` failed, left for the next one: {e}", metric.metric_type);
-            }
-            if let Some(e) = retention {
-                eprintln!("retention of `{}`'s user not recorded: {e}", metric.metric_type);
-            }
+            log_follow_ups(&metric, fold, retention);
             Ok((201, created(&metric)))
         }
         Ingested::Duplicate => {
@@ -137,6 +192,18 @@ fn accept(request: &Request, now: i64) -> Result<(u16, serde_json::Value), ApiEr
             "id_in_progress",
             format!("a request with id `{}` is still being processed; retry shortly", metric.id),
         )),
+    });
+    (answer, tally)
+}
+
+/// What a stored metric's request did after storing it and could not finish.
+pub(crate) fn log_follow_ups(metric: &Metric, fold: Option<Result<Folded, StoreError>>, retention: Option<StoreError>) {
+    if let Some(Err(e)) = fold {
+        // Stored all the same: the items wait in the journal for the next fold.
+        eprintln!("fold of `{}` failed, left for the next one: {e}", metric.metric_type);
+    }
+    if let Some(e) = retention {
+        eprintln!("retention of `{}`'s user not recorded: {e}", metric.metric_type);
     }
 }
 

@@ -20,7 +20,10 @@ fn handle(request: Request) -> anyhow::Result<Response> {
             let headers: Vec<(&str, String)> = next.map(|c| ("x-next-cursor", c)).into_iter().collect();
             respond::json_with(200, &body, &headers)
         }
-        Err(e) => respond::error(&e, ALLOW),
+        Err(e) => {
+            analytics_platform::counters::count_store_failure("list", &e);
+            respond::error(&e, ALLOW)
+        }
     })
 }
 

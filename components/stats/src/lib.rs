@@ -20,7 +20,10 @@ const ALLOW: &[&str] = &["GET"];
 fn handle(request: Request) -> anyhow::Result<Response> {
     Ok(match answer(&request) {
         Ok(body) => respond::json(200, &body),
-        Err(e) => respond::error(&e, ALLOW),
+        Err(e) => {
+            analytics_platform::counters::count_store_failure("stats", &e);
+            respond::error(&e, ALLOW)
+        }
     })
 }
 

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use analytics_platform::core::api_error::ApiError;
 use analytics_platform::core::breaker::{Admission, Breaker, Policy, COMPARE_AND_SET_SCRIPT, STATE_KEY, SUCCESSES_KEY};
+use analytics_platform::core::app_metrics::Family;
 use analytics_platform::core::config as settings;
+use analytics_platform::counters::Tally;
 use analytics_platform::core::summary_cache::{context_keep_ms, context_key, context_refresh_key, CachedContext};
 use analytics_platform::http_out::{self, CallError};
 use analytics_platform::redis::Redis;
@@ -116,17 +118,28 @@ fn fetch(redis: Option<&Redis>, metric_type: &str) -> Result<Value, ApiError> {
         Ok(a) => a,
         Err(e) => {
             eprintln!("circuit breaker state unavailable ({e}); calling without it");
-            return Ok(outcome(call(&url, timeout)));
+            return Ok(counted(redis, outcome(call(&url, timeout))));
         }
     };
     if admission == Admission::Reject {
-        return Ok(fallback("circuit_open"));
+        return Ok(counted(redis, fallback("circuit_open")));
     }
     let result = call(&url, timeout);
     if let Err(e) = record(redis, &policy, admission, result.is_ok()) {
         eprintln!("circuit breaker update failed: {e}");
     }
-    Ok(outcome(result))
+    Ok(counted(redis, outcome(result)))
+}
+
+/// Counts an upstream outcome (`short_circuited` when the breaker refused it).
+fn counted(redis: &Redis, data: Value) -> Value {
+    let label = match data["reason"].as_str() {
+        None => "success",
+        Some("circuit_open") => "short_circuited",
+        Some(reason) => reason,
+    };
+    Tally::one(Family::Upstream, label).send(Some(redis));
+    data
 }
 
 fn outcome(result: Result<Value, CallError>) -> Value {
@@ -176,6 +189,7 @@ fn transition<T>(redis: &Redis, mut step: impl FnMut(&Breaker) -> (T, Option<Bre
         if redis.eval_ints(COMPARE_AND_SET_SCRIPT, &[STATE_KEY], &[expected.as_bytes(), next.encode().as_bytes()])? == [1] {
             if next.state != current.state {
                 redis.del(SUCCESSES_KEY)?;
+                Tally::one(Family::BreakerTransitions, next.state.name()).send(Some(redis));
             }
             return Ok(outcome);
         }

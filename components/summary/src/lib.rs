@@ -20,6 +20,8 @@ use analytics_platform::core::summary::{window_aggregate, with_pending, SummaryR
 use analytics_platform::core::summary_cache::{
     answer_key, context_key, encode_answer, encode_folded, fill_key, folded_key, folded_ttl_ms, read_answer, read_folded, FILL_SCRIPT,
 };
+use analytics_platform::core::app_metrics::{field, Family, COUNTERS_KEY, HIT_SAMPLE};
+use analytics_platform::counters::Tally;
 use analytics_platform::kv::Kv;
 use analytics_platform::redis::Redis;
 use analytics_platform::{clock, config, respond};
@@ -32,7 +34,10 @@ const ALLOW: &[&str] = &["GET"];
 fn handle(request: Request) -> anyhow::Result<Response> {
     Ok(match summarize(&request) {
         Ok((cache, body)) => respond::raw_json(200, body, &[("x-cache", cache.to_string())]),
-        Err(e) => respond::error(&e, ALLOW),
+        Err(e) => {
+            analytics_platform::counters::count_store_failure("summary", &e);
+            respond::error(&e, ALLOW)
+        }
     })
 }
 
@@ -64,6 +69,15 @@ fn unavailable(e: impl std::fmt::Display) -> ApiError {
     ApiError::unavailable(format!("key-value store: {e}"))
 }
 
+/// Hits do not touch Redis: one in [`HIT_SAMPLE`] counts for all of them.
+fn count_sampled_hit() {
+    if clock::random_u128() % HIT_SAMPLE as u128 == 0 {
+        let mut tally = Tally::default();
+        tally.add(Family::Summaries, "hit", HIT_SAMPLE as i64);
+        tally.send(Redis::connect().ok().as_ref());
+    }
+}
+
 /// How long one request holds the right to store a window's new answer.
 const FILL_LOCK_MS: u64 = 2_000;
 
@@ -86,6 +100,7 @@ fn summarize(request: &Request) -> Result<(Cache, Vec<u8>), ApiError> {
     let headers = Pending::headers(&keys, &journals).map_err(unavailable)?;
     let (state, folded_state) = (Pending::state(&headers), Pending::folded_state(&headers));
     if let Some(body) = last_answer.as_deref().and_then(|e| read_answer(e, &summary, &state, now, ttl * 1_000)) {
+        count_sampled_hit();
         return Ok((Cache::Hit, body.to_vec()));
     }
 
@@ -115,16 +130,20 @@ fn summarize(request: &Request) -> Result<(Cache, Vec<u8>), ApiError> {
     let mut body = summary.report(&aggregate, now);
     body["external_data"] = external::context(redis.as_ref(), &summary.metric_type, cached_context)?;
     let body = body.to_string();
-    if cache != Cache::Bypass {
+    if cache == Cache::Bypass {
+        Tally::one(Family::Summaries, "bypass").send(redis.as_ref());
+    } else {
         // Of the requests that computed this answer, one stores it.
         let fill = fill_key(&summary, &state);
         let stores = match &redis {
             Some(redis) => {
                 let folded = folded_to_keep.as_ref().map(|a| encode_folded(&folded_state, a));
-                let keys: Vec<&str> = std::iter::once(fill.as_str()).chain(folded.as_ref().map(|_| folded_key.as_str())).collect();
+                let keys: Vec<&str> =
+                    [COUNTERS_KEY, fill.as_str()].into_iter().chain(folded.as_ref().map(|_| folded_key.as_str())).collect();
                 let lock_ms = FILL_LOCK_MS.to_string();
                 let folded_ms = folded_ttl_ms(&summary, ttl, now).to_string();
-                let mut args: Vec<&[u8]> = vec![lock_ms.as_bytes()];
+                let counted = field(Family::Summaries, if cache == Cache::Partial { "partial" } else { "miss" });
+                let mut args: Vec<&[u8]> = vec![counted.as_bytes(), lock_ms.as_bytes()];
                 if let Some(folded) = &folded {
                     args.extend([folded_ms.as_bytes(), folded.as_slice()]);
                 }

@@ -4,6 +4,7 @@
 
 pub mod aggregate;
 pub mod api_error;
+pub mod app_metrics;
 pub mod batch;
 pub mod breaker;
 pub mod config;

@@ -8,8 +8,11 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-/// `KEYS[1]`: the client's log (a sorted set of request times).
-/// `ARGV`: now (ms), window (ms), limit, a unique member for this request.
+/// `KEYS[1]`: the client's log (a sorted set of request times); `KEYS[2]`
+/// (optional): the application's counters, raised in the same step (see
+/// [`crate::app_metrics`]).
+/// `ARGV`: now (ms), window (ms), limit, a unique member for this request,
+/// then counter field/delta pairs to add if the request is admitted.
 /// Returns `{allowed (0|1), requests in window, oldest request time (ms)}`.
 pub const SLIDING_WINDOW_SCRIPT: &str = r#"
 local key = KEYS[1]
@@ -28,6 +31,13 @@ local oldest = now
 local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
 if first[2] then oldest = tonumber(first[2]) end
 if count > 0 then redis.call('PEXPIRE', key, window) end
+if KEYS[2] then
+  if allowed == 1 then
+    for i = 5, #ARGV, 2 do redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1]) end
+  else
+    redis.call('HINCRBY', KEYS[2], 'rejected|rate_limited', 1)
+  end
+end
 return {allowed, count, oldest}
 "#;
 

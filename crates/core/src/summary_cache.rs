@@ -67,12 +67,15 @@ pub fn fill_key(request: &SummaryRequest, state: &str) -> String {
     format!("fill:{}:{}:{state}", request.metric_type, window_id(request))
 }
 
-/// `KEYS[1]`: the fill lock, `KEYS[2]` (optional): the folded part.
-/// `ARGV`: the lock's TTL (ms), then the folded part's TTL (ms) and value.
-/// Stores the folded part; returns 1 if this request got the lock.
+/// `KEYS[1]`: the application's counters, `KEYS[2]`: the fill lock,
+/// `KEYS[3]` (optional): the folded part. `ARGV`: the counter field of this
+/// answer (see [`crate::app_metrics`]), the lock's TTL (ms), then the folded
+/// part's TTL (ms) and value. Counts the answer, stores the folded part, and
+/// returns 1 if this request got the lock.
 pub const FILL_SCRIPT: &str = r#"
-if KEYS[2] then redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2]) end
-if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return 1 end
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+if KEYS[3] then redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[3]) end
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
 "#;
 

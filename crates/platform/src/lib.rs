@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod counters;
 pub mod http_out;
 pub mod kv;
 pub mod redis;

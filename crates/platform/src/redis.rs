@@ -12,6 +12,17 @@ pub enum ReplyItem {
     Nil,
 }
 
+impl From<RedisResult> for ReplyItem {
+    fn from(r: RedisResult) -> Self {
+        match r {
+            RedisResult::Int64(n) => ReplyItem::Int(n),
+            RedisResult::Binary(b) => ReplyItem::Bytes(b),
+            RedisResult::Status(s) => ReplyItem::Bytes(s.into_bytes()),
+            RedisResult::Nil => ReplyItem::Nil,
+        }
+    }
+}
+
 /// An open connection.
 pub struct Redis {
     connection: Connection,
@@ -36,22 +47,18 @@ impl Redis {
         self.connection.execute(command, &params(args)).map_err(message)
     }
 
+    /// Any command, the reply flattened as Spin does.
+    pub fn execute_items(&self, command: &str, args: &[&[u8]]) -> Result<Vec<ReplyItem>, String> {
+        Ok(self.execute(command, args)?.into_iter().map(ReplyItem::from).collect())
+    }
+
     /// `EVAL script numkeys keys... args...`, the reply flattened as Spin does.
     pub fn eval(&self, script: &str, keys: &[&str], args: &[&[u8]]) -> Result<Vec<ReplyItem>, String> {
         let numkeys = keys.len().to_string();
         let mut all: Vec<&[u8]> = vec![script.as_bytes(), numkeys.as_bytes()];
         all.extend(keys.iter().map(|k| k.as_bytes()));
         all.extend(args.iter().copied());
-        Ok(self
-            .execute("EVAL", &all)?
-            .into_iter()
-            .map(|r| match r {
-                RedisResult::Int64(n) => ReplyItem::Int(n),
-                RedisResult::Binary(b) => ReplyItem::Bytes(b),
-                RedisResult::Status(s) => ReplyItem::Bytes(s.into_bytes()),
-                RedisResult::Nil => ReplyItem::Nil,
-            })
-            .collect())
+        self.execute_items("EVAL", &all)
     }
 
     /// `EVAL script numkeys keys... args...`, expecting integers back.
