@@ -30,6 +30,13 @@ impl HostProcess {
     /// `spin-host up -f <root>/spin.toml --listen <free port> --quiet` plus `args`;
     /// waits until `GET /` answers.
     pub async fn start(args: &[String], log: PathBuf) -> HostProcess {
+        let mut all = vec!["--quiet".to_string()];
+        all.extend_from_slice(args);
+        Self::start_logging(&all, log).await
+    }
+
+    /// As [`HostProcess::start`], with the request log on.
+    pub async fn start_logging(args: &[String], log: PathBuf) -> HostProcess {
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
         let address = SocketAddr::from(([127, 0, 0, 1], port));
         let file = std::fs::File::create(&log).expect("host log");
@@ -38,7 +45,7 @@ impl HostProcess {
             .arg("up")
             .arg("-f")
             .arg(crate::root().join("spin.toml"))
-            .args(["--listen", &address.to_string(), "--quiet"])
+            .args(["--listen", &address.to_string()])
             .args(args)
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log"))

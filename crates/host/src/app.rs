@@ -20,6 +20,7 @@ use wasmtime_wasi_http::{WasiBody, WasiHttpView};
 use crate::allowed_hosts::AllowedHosts;
 use crate::component::ComponentConfig;
 use crate::key_value::{SpinRedisDefects, Store, StoreMode};
+use crate::logging::{millis, LogFormat, RequestLine, TaggedStderr};
 use crate::manifest::Manifest;
 use crate::outbound_http::{BoxFuture, Dispatch};
 use crate::redis::{RedisMode, RedisService};
@@ -48,6 +49,8 @@ pub struct AppOptions {
     pub redis_defects: SpinRedisDefects,
     /// Print one line per request.
     pub log_requests: bool,
+    /// Text, or one JSON object per line (guests' stderr tagged too).
+    pub log_format: LogFormat,
 }
 
 impl AppOptions {
@@ -61,6 +64,7 @@ impl AppOptions {
             store_mode: StoreMode::Fast,
             redis_defects: SpinRedisDefects::None,
             log_requests: false,
+            log_format: LogFormat::Text,
         }
     }
 }
@@ -80,6 +84,7 @@ pub struct Shared {
     chainable: std::collections::HashSet<String>,
     services: Arc<Services>,
     log_requests: bool,
+    log_format: LogFormat,
 }
 
 /// A running application; cheap to clone.
@@ -305,6 +310,7 @@ impl App {
                 chainable: manifest.http_triggers.iter().map(|t| t.component.clone()).collect(),
                 services: Arc::new(Services { key_value, redis }),
                 log_requests: options.log_requests,
+                log_format: options.log_format.resolve(),
             }),
         })
     }
@@ -340,32 +346,47 @@ impl Shared {
         let started = Instant::now();
         let method = request.method().clone();
         let path = request.uri().path().to_string();
+        let request_id = crate::logging::request_id();
+        let entry = |route: &str, component: &str, status: StatusCode| Entry {
+            request_id: &request_id,
+            method: &method,
+            path: &path,
+            route: route.to_string(),
+            component: component.to_string(),
+            status,
+            client,
+            started,
+        };
         let Some(route) = self.router.route(&path) else {
-            self.log(&method, &path, "-", "-", StatusCode::NOT_FOUND, started);
+            self.log(entry("-", "-", StatusCode::NOT_FOUND));
             return status_only(StatusCode::NOT_FOUND);
         };
         let (component, raw_route) = (route.component.clone(), route.raw_route.clone());
-        let response = match self.clone().serve(route, request, client).await {
+        let response = match self.clone().serve(route, request, client, request_id.clone()).await {
             Ok(response) => response,
             Err(error) => {
                 eprintln!("error: component `{component}` failed on {method} {path}: {error:#}");
                 status_only(StatusCode::INTERNAL_SERVER_ERROR)
             }
         };
-        self.log(&method, &path, &raw_route, &component, response.status(), started);
+        self.log(entry(&raw_route, &component, response.status()));
         response
     }
 
-    fn log(&self, method: &http::Method, path: &str, route: &str, component: &str, status: StatusCode, started: Instant) {
-        let elapsed = started.elapsed();
-        crate::telemetry::metrics().request(route, component, status.as_u16(), elapsed);
+    fn log(&self, entry: Entry<'_>) {
+        let elapsed = entry.started.elapsed();
+        crate::telemetry::metrics().request(&entry.route, &entry.component, entry.status.as_u16(), elapsed);
         if self.log_requests {
-            println!(
-                "{} {method} {path} {component} {} {:.2}ms",
-                chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ"),
-                status.as_u16(),
-                elapsed.as_secs_f64() * 1000.0
-            );
+            RequestLine {
+                request_id: entry.request_id,
+                method: entry.method.as_str(),
+                path: entry.path,
+                component: &entry.component,
+                status: entry.status.as_u16(),
+                duration_ms: millis(elapsed),
+                client: entry.client,
+            }
+            .write(self.log_format);
         }
     }
 
@@ -375,6 +396,7 @@ impl Shared {
         route: RouteMatch,
         request: Request<B>,
         client: SocketAddr,
+        request_id: String,
     ) -> anyhow::Result<Response<WasiBody>>
     where
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
@@ -430,7 +452,8 @@ impl Shared {
         let request = Request::from_parts(parts, body);
 
         let dispatch: Arc<dyn Dispatch> = self.clone();
-        let state = HostState::new(self.services.clone(), dispatch, loaded.config.clone());
+        let stderr = (self.log_format == LogFormat::Json).then(|| TaggedStderr::new(&request_id, &route.component));
+        let state = HostState::new(self.services.clone(), dispatch, loaded.config.clone(), stderr);
         let mut store = wasmtime::Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
         let (sender, receiver) = tokio::sync::oneshot::channel();
@@ -473,6 +496,18 @@ impl Shared {
 
 }
 
+/// What the request log records of one request.
+struct Entry<'a> {
+    request_id: &'a str,
+    method: &'a http::Method,
+    path: &'a str,
+    route: String,
+    component: String,
+    status: StatusCode,
+    client: SocketAddr,
+    started: Instant,
+}
+
 impl Dispatch for Shared {
     fn handle(self: Arc<Self>, request: Request<WasiBody>, client: SocketAddr) -> BoxFuture<Response<WasiBody>> {
         Box::pin(Shared::handle(self, request, client))
@@ -484,7 +519,7 @@ impl Dispatch for Shared {
         request: Request<WasiBody>,
         client: SocketAddr,
     ) -> BoxFuture<anyhow::Result<Response<WasiBody>>> {
-        Box::pin(Shared::serve(self, route, request, client))
+        Box::pin(Shared::serve(self, route, request, client, crate::logging::request_id()))
     }
 
     fn is_chainable(&self, id: &str) -> bool {

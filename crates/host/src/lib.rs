@@ -13,6 +13,7 @@ pub mod build_components;
 mod component;
 mod imports;
 pub mod key_value;
+pub mod logging;
 pub mod manifest;
 mod outbound_http;
 pub mod redis;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use spin_host::manifest::Manifest;
+use spin_host::logging::LogFormat;
 use spin_host::{App, AppOptions, RedisMode, SpinRedisDefects, StoreMode};
 
 // Requests allocate and free many small objects across two runtimes' threads;
@@ -65,6 +66,11 @@ enum Commands {
         /// Do not print a line per request.
         #[arg(long)]
         quiet: bool,
+        /// `json`: one JSON object per line (request id, method, path, component, status,
+        /// duration, client), guests' stderr lines tagged with the request id and component.
+        /// `auto`: text on a terminal, JSON otherwise.
+        #[arg(long, value_enum, default_value = "auto", env = "SPIN_HOST_LOG_FORMAT")]
+        log_format: LogFormat,
     },
 }
 
@@ -99,6 +105,7 @@ async fn main() -> anyhow::Result<()> {
             kv_redis_defects,
             metrics_listen,
             quiet,
+            log_format,
         } => {
             if also_build {
                 build(&manifest)?;
@@ -112,6 +119,7 @@ async fn main() -> anyhow::Result<()> {
                 store_mode,
                 redis_defects: kv_redis_defects,
                 log_requests: !quiet,
+                log_format,
             };
             let app = App::load(options).await?;
             if let Some(address) = metrics_listen {

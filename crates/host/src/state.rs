@@ -10,6 +10,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::component::ComponentConfig;
 use crate::key_value::Session;
+use crate::logging::TaggedStderr;
 use crate::outbound_http::{Dispatch, OutboundHttp};
 use crate::services::Services;
 
@@ -31,15 +32,15 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(services: Arc<Services>, dispatch: Arc<dyn Dispatch>, component: Arc<ComponentConfig>) -> Self {
-        let wasi = WasiCtx::builder()
-            .inherit_stdout()
-            .inherit_stderr()
-            .envs(&component.environment)
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+    /// `stderr`: where the guest's stderr goes instead of the host's own.
+    pub fn new(services: Arc<Services>, dispatch: Arc<dyn Dispatch>, component: Arc<ComponentConfig>, stderr: Option<TaggedStderr>) -> Self {
+        let mut builder = WasiCtx::builder();
+        builder.inherit_stdout().envs(&component.environment).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        match stderr {
+            Some(stderr) => builder.stderr(stderr),
+            None => builder.inherit_stderr(),
+        };
+        let wasi = builder.build();
         HostState {
             wasi,
             http: WasiHttpCtx::new(),
