@@ -93,7 +93,7 @@ pub fn records(
             match &mut second {
                 Some((s, entries)) if *s == this => entries.metrics.push(metric),
                 _ => {
-                    if let Some((s, entries)) = second.replace((this, Entries { watermarks: Vec::new(), metrics: vec![metric] })) {
+                    if let Some((s, entries)) = second.replace((this, Entries { watermarks: Default::default(), metrics: vec![metric] })) {
                         batch.push((entries_key(&seed.metric_type, s), entries.encode()));
                     }
                 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::hll::Hll;
 use crate::metric::Metric;
+use crate::watermarks::Watermarks;
 use crate::sketch::Sketch;
 
 /// First byte of an encoded aggregate (0xA6 was the layout without watermarks).
@@ -33,7 +34,7 @@ pub struct Aggregate {
     pub days: Vec<i64>,
     /// Per journal shard, the last item folded in: this aggregate holds its
     /// bucket's items of that shard up to there, and none after.
-    pub watermarks: Vec<u64>,
+    pub watermarks: Watermarks,
     /// Distinct users of the metrics that carry a `user_id`.
     pub users: Option<Hll>,
 }
@@ -107,16 +108,13 @@ impl Aggregate {
         (0..64u32).rev().filter(move |p| self.children & (1u64 << p) != 0)
     }
 
-    /// The last item of journal shard `shard` this aggregate holds.
+    /// The last item of journal shard `shard` this value holds.
     pub fn watermark(&self, shard: usize) -> u64 {
-        self.watermarks.get(shard).copied().unwrap_or(0)
+        self.watermarks.get(shard)
     }
 
     pub fn set_watermark(&mut self, shard: usize, seq: u64) {
-        if self.watermarks.len() <= shard {
-            self.watermarks.resize(shard + 1, 0);
-        }
-        self.watermarks[shard] = seq;
+        self.watermarks.set(shard, seq);
     }
 
     pub fn mark_day(&mut self, day: i64) {

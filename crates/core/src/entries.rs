@@ -6,26 +6,25 @@ use serde::{Deserialize, Serialize};
 
 use crate::kv::StoreError;
 use crate::metric::Metric;
+use crate::watermarks::Watermarks;
 
 const MAGIC: u8 = 0xE1;
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Entries {
     /// Per journal shard, the last item held (see [`crate::aggregate::Aggregate::watermarks`]).
-    pub watermarks: Vec<u64>,
+    pub watermarks: Watermarks,
     pub metrics: Vec<Metric>,
 }
 
 impl Entries {
+    /// The last item of journal shard `shard` this value holds.
     pub fn watermark(&self, shard: usize) -> u64 {
-        self.watermarks.get(shard).copied().unwrap_or(0)
+        self.watermarks.get(shard)
     }
 
     pub fn set_watermark(&mut self, shard: usize, seq: u64) {
-        if self.watermarks.len() <= shard {
-            self.watermarks.resize(shard + 1, 0);
-        }
-        self.watermarks[shard] = seq;
+        self.watermarks.set(shard, seq);
     }
 
     pub fn encode(&self) -> Vec<u8> {

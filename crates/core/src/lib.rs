@@ -27,5 +27,6 @@ pub mod stats;
 pub mod summary;
 pub mod summary_cache;
 pub mod time;
+pub mod watermarks;
 
 pub use api_error::{ApiError, FieldError};
