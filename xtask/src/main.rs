@@ -2,7 +2,7 @@
 //! with nothing to install beyond the Rust toolchain.
 //!
 //! - `up [ARGS]`: build the components and the host, then serve `spin.toml`.
-//! - `test [ARGS]`: build the components, then run every test and the deployment files' check.
+//! - `test [ARGS]`: build the components, then run every test, the deployment files' check and the OpenAPI document's check against the live API.
 //! - `build`: build the components and test fixtures (`wasm32-wasip2`, release).
 //! - `bench [--quick]`: build everything in release mode, then run `bench/` (results in `bench/results/`).
 
@@ -93,6 +93,10 @@ fn up(args: &[String]) -> Result<(), String> {
 
 fn test(args: &[String]) -> Result<(), String> {
     build_components()?;
+    // Tests that start hosts as processes (replicas, logs, the CLI's import) need the binary.
+    let mut command = cargo();
+    command.args(["build", "--release", "-p", "spin-host"]);
+    run(command)?;
     let mut command = cargo();
     command.args(["test", "--release"]);
     command.args(args);
@@ -100,6 +104,10 @@ fn test(args: &[String]) -> Result<(), String> {
     // The deployment files (docker-compose.yml, deploy/): schemas and wiring, offline.
     let mut command = Command::new("bash");
     command.arg(root().join("deploy/check.sh")).current_dir(root());
+    run(command)?;
+    // The OpenAPI document against the live API (schemathesis; the host built above).
+    let mut command = Command::new("bash");
+    command.arg(root().join("openapi/check.sh")).current_dir(root());
     run(command)
 }
 

@@ -134,7 +134,7 @@ fn update_config(request: &Request) -> Result<Value, ApiError> {
             None
         }
     });
-    let latency_ms = fields.get("latency_ms").map(|v| match v.as_u64() {
+    let latency_ms = fields.get("latency_ms").map(|v| match v.as_u64().or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64)) {
         Some(ms) if ms <= MAX_LATENCY_MS => Some(ms),
         _ => {
             errors.push(FieldError::new("latency_ms", format!("must be a whole number from 0 to {MAX_LATENCY_MS}")));

@@ -37,6 +37,9 @@ fn handle(request: Request) -> anyhow::Result<Response> {
                 endpoint("GET", "/api/simulator/config", "the external-service simulator's settings and call count"),
                 endpoint("PUT", "/api/simulator/config", "change the simulator's failure_rate and latency_ms"),
                 endpoint("GET", "/health", "health of Redis and the key-value store"),
+                endpoint("GET", "/openapi.json", "this API's OpenAPI 3.1 document"),
+                endpoint("GET", "/docs", "interactive API reference (Swagger UI) with try-it-out"),
+                endpoint("GET", "/dashboard", "a live dashboard page: types, summary, chart, breaker and health"),
             ],
         }),
     ))

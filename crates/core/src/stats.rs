@@ -12,7 +12,7 @@ use crate::kv::{Reader, StoreError};
 use crate::metric::validate_type;
 use crate::pending::Pending;
 use crate::query::Query;
-use crate::summary::{windows_aggregates, Window};
+use crate::summary::{check_window, windows_aggregates, Window};
 use crate::time::{format_timestamp, parse_instant, parse_step, MS_PER_SECOND};
 
 const DAY_MS: i64 = 86_400 * MS_PER_SECOND;
@@ -121,6 +121,13 @@ fn range(query: &Query, now_ms: i64, default_span_ms: i64) -> Result<(i64, i64),
     Ok((from, to))
 }
 
+/// [`range`], at most [`crate::summary::MAX_WINDOW_DAYS`] long.
+fn bounded_range(query: &Query, now_ms: i64, default_span_ms: i64) -> Result<(i64, i64), ApiError> {
+    let (from, to) = range(query, now_ms, default_span_ms)?;
+    check_window(from, to)?;
+    Ok((from, to))
+}
+
 fn optional_type(query: &Query) -> Result<Option<String>, ApiError> {
     match query.get("type") {
         None | Some("") => Ok(None),
@@ -185,7 +192,7 @@ pub struct TopTypesRequest {
 impl TopTypesRequest {
     /// Without `from`, the last 24 hours up to `to` (default now); `limit` 1–100, default 10.
     pub fn parse(query: &Query, now_ms: i64) -> Result<TopTypesRequest, ApiError> {
-        let (from_ms, to_ms) = range(query, now_ms, DAY_MS)?;
+        let (from_ms, to_ms) = bounded_range(query, now_ms, DAY_MS)?;
         let limit = match query.get("limit") {
             None => 10,
             Some(text) => match text.parse::<usize>() {
@@ -251,9 +258,7 @@ impl SeriesRequest {
             Some((name, text)) => instant(name, text)?,
             None => now_ms,
         };
-        if from >= to {
-            return Err(ApiError::bad_request("to", "must be later than from"));
-        }
+        check_window(from, to)?;
         let first = from.div_euclid(MS_PER_SECOND).div_euclid(step_seconds) * step_seconds;
         let last = to.div_euclid(MS_PER_SECOND);
         let points = ((last - first) / step_seconds + 1) as usize;
@@ -400,5 +405,6 @@ mod tests {
         assert_eq!(q("type=cpu&from=2026-02-18T12:00:00Z&step=1s").unwrap_err().status, 400);
         assert_eq!(q("type=cpu&from=2026-02-18T12:00:00Z&step=0").unwrap_err().status, 400);
         assert_eq!(q("type=cpu&step=1m").unwrap_err().status, 400);
+        assert_eq!(q("type=cpu&from=1990-01-01T00:00:00Z&step=1000000000").unwrap_err().status, 400, "a window of decades");
     }
 }

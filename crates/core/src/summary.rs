@@ -12,7 +12,21 @@ use crate::kv::{Reader, StoreError};
 use crate::metric::validate_type;
 use crate::pending::Pending;
 use crate::query::Query;
-use crate::time::{decompose, format_timestamp, parse_timestamp, Bucket, Level, MS_PER_SECOND};
+use crate::time::{decompose, format_timestamp, parse_instant, Bucket, Level, MS_PER_SECOND};
+
+/// Longest window a request may cover: each day of it is a bucket to read.
+pub const MAX_WINDOW_DAYS: i64 = 3_660;
+
+/// A 400 unless `[from_ms, to_ms)` is ordered and at most [`MAX_WINDOW_DAYS`] long.
+pub fn check_window(from_ms: i64, to_ms: i64) -> Result<(), ApiError> {
+    if to_ms <= from_ms {
+        return Err(ApiError::bad_request("to", "must be later than from"));
+    }
+    if to_ms - from_ms > MAX_WINDOW_DAYS * 86_400 * MS_PER_SECOND {
+        return Err(ApiError::bad_request("to", format!("makes a window longer than {MAX_WINDOW_DAYS} days; narrow it")));
+    }
+    Ok(())
+}
 
 /// A named period, or an explicit range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,11 +124,12 @@ impl SummaryRequest {
             if query.get("period").is_some() {
                 return Err(ApiError::bad_request("period", "give either period or from/to, not both"));
             }
-            let from_ms = parse_timestamp(query.required("from")?).map_err(|m| ApiError::bad_request("from", m))?;
+            let from_ms = parse_instant(query.required("from")?).map_err(|m| ApiError::bad_request("from", m))?;
             let to_ms = match query.get("to") {
-                Some(text) => parse_timestamp(text).map_err(|m| ApiError::bad_request("to", m))?,
+                Some(text) => parse_instant(text).map_err(|m| ApiError::bad_request("to", m))?,
                 None => now_ms,
             };
+            check_window(from_ms, to_ms)?;
             let window = Window {
                 from_second: from_ms.div_euclid(MS_PER_SECOND),
                 to_second: (to_ms + MS_PER_SECOND - 1).div_euclid(MS_PER_SECOND),
@@ -194,8 +209,8 @@ mod tests {
     fn ranges_round_outward_and_must_be_ordered() {
         let r = request("type=cpu&from=2026-02-18T11:00:00.5Z&to=2026-02-18T11:30:00.2Z").unwrap();
         let w = r.window.unwrap();
-        assert_eq!(w.from_second * 1000, parse_timestamp("2026-02-18T11:00:00Z").unwrap());
-        assert_eq!(w.to_second * 1000, parse_timestamp("2026-02-18T11:30:01Z").unwrap());
+        assert_eq!(w.from_second * 1000, parse_instant("2026-02-18T11:00:00Z").unwrap());
+        assert_eq!(w.to_second * 1000, parse_instant("2026-02-18T11:30:01Z").unwrap());
         assert_eq!(request("type=cpu&from=2026-02-18T11:00:00Z&to=2026-02-18T10:00:00Z").unwrap_err().status, 400);
         assert_eq!(request("type=cpu&from=2026-02-18T11:00:00Z&period=daily").unwrap_err().status, 400);
         assert_eq!(request("type=cpu&to=2026-02-18T11:00:00Z").unwrap_err().status, 400);
@@ -203,7 +218,15 @@ mod tests {
 
     #[test]
     fn bad_parameters_are_400s() {
-        for q in ["", "type=", "type=a%20b", "type=cpu&period=yearly", "type=cpu&from=yesterday"] {
+        for q in [
+            "",
+            "type=",
+            "type=a%20b",
+            "type=cpu&period=yearly",
+            "type=cpu&from=yesterday",
+            "type=cpu&from=2026-01-01T00:00:00Z&to=9999-12-31T23:59:59.5Z",
+            "type=cpu&from=1990-01-01T00:00:00Z&to=2026-01-01T00:00:00Z",
+        ] {
             assert_eq!(request(q).unwrap_err().status, 400, "{q}");
         }
     }

@@ -154,19 +154,22 @@ pub fn parse_timestamp(text: &str) -> Result<i64, String> {
     Ok(ms)
 }
 
-/// A point in time as Prometheus' HTTP API takes it: RFC 3339, or Unix
-/// seconds (fractions allowed).
+/// The latest bound a query may give: 9998-12-31T23:59:59.999Z, so that a
+/// window rounded outward, or a calendar interval holding it, still ends
+/// within year 9999 and prints as RFC 3339.
+pub const LATEST_QUERY_MS: i64 = 253_370_764_799_999;
+
+/// A query bound, as Prometheus' HTTP API takes it: RFC 3339, or Unix
+/// seconds (fractions allowed); from 1970 to the end of year 9998.
 pub fn parse_instant(text: &str) -> Result<i64, String> {
-    match text.trim().parse::<f64>() {
-        Ok(seconds) if seconds.is_finite() => {
-            let ms = (seconds * 1_000.0).round() as i64;
-            if (EARLIEST_MS..=LATEST_MS).contains(&ms) {
-                Ok(ms)
-            } else {
-                Err(format!("`{text}` is outside 1970-01-01 .. 9999-12-31"))
-            }
-        }
-        _ => parse_timestamp(text),
+    let ms = match text.trim().parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() => (seconds * 1_000.0).round() as i64,
+        _ => parse_timestamp(text)?,
+    };
+    if (EARLIEST_MS..=LATEST_QUERY_MS).contains(&ms) {
+        Ok(ms)
+    } else {
+        Err(format!("`{text}` is outside 1970-01-01 .. 9998-12-31"))
     }
 }
 
@@ -267,6 +270,8 @@ mod tests {
         assert_eq!(parse_instant("1.5"), Ok(1_500));
         assert_eq!(parse_instant("1970-01-01T00:00:02Z"), Ok(2_000));
         assert!(parse_instant("-5").is_err());
+        assert!(parse_instant("9999-06-01T00:00:00Z").is_err());
+        assert_eq!(format_timestamp(LATEST_QUERY_MS + 1), "9999-01-01T00:00:00Z");
         assert_eq!(parse_step("30"), Ok(30));
         assert_eq!(parse_step("5m"), Ok(300));
         assert_eq!(parse_step("1h30m"), Ok(5_400));
