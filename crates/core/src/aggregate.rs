@@ -75,9 +75,22 @@ impl Aggregate {
 
     /// Folds `other` (a disjoint set of metrics) into this one.
     pub fn merge(&mut self, other: &Aggregate) {
-        if other.count == 0 {
-            return;
+        if other.count > 0 {
+            self.merge_all_but_sketch(other);
+            self.sketch.merge(&other.sketch);
         }
+    }
+
+    /// The merge of many disjoint aggregates: equal to merging them one at a
+    /// time, with their sketches added up in one pass ([`Sketch::merged`]).
+    pub fn merged(parts: &[Aggregate]) -> Aggregate {
+        let mut out = Aggregate::default();
+        parts.iter().filter(|p| p.count > 0).for_each(|p| out.merge_all_but_sketch(p));
+        out.sketch = Sketch::merged(parts.iter().map(|p| &p.sketch));
+        out
+    }
+
+    fn merge_all_but_sketch(&mut self, other: &Aggregate) {
         if let Some(users) = &other.users {
             self.users.get_or_insert_with(Hll::default).merge(users);
         }
@@ -96,7 +109,6 @@ impl Aggregate {
         }
         self.count += other.count;
         self.sum += other.sum;
-        self.sketch.merge(&other.sketch);
     }
 
     pub fn mark_child(&mut self, position: u32) {
@@ -165,6 +177,7 @@ mod tests {
         merged.merge(&Aggregate::default());
         merged.merge(&right);
         assert_eq!(merged, whole);
+        assert_eq!(Aggregate::merged(&[left, Aggregate::default(), right]), whole);
     }
 
     #[test]

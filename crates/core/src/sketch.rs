@@ -33,6 +33,12 @@ fn add_to(bins: &mut Bins, index: i32, count: u64) {
         Ok(pos) => bins[pos].1 += count,
         Err(pos) => bins.insert(pos, (index, count)),
     }
+    collapse(bins);
+}
+
+/// Keeps the [`MAX_BINS`] highest bins, the lowest of them holding the
+/// counts of every bin below it.
+fn collapse(bins: &mut Bins) {
     if bins.len() > MAX_BINS {
         let excess = bins.len() - MAX_BINS;
         let folded: u64 = bins[..=excess].iter().map(|(_, c)| c).sum();
@@ -76,10 +82,33 @@ fn merge_into(bins: &mut Bins, other: &Bins) {
         }
     }
     *bins = merged;
-    while bins.len() > MAX_BINS {
-        let (_, low) = bins.remove(0);
-        bins[0].1 += low;
+    collapse(bins);
+}
+
+/// The widest index range [`merge_all`] adds up in one array (512 KiB); a
+/// wider one (values over hundreds of orders of magnitude) is merged pairwise.
+const DENSE_SPAN: i64 = 1 << 16;
+
+/// The sum of many bin lists, in time linear in their bins and index range.
+fn merge_all<'a>(parts: impl Iterator<Item = &'a Bins> + Clone) -> Bins {
+    let span = parts
+        .clone()
+        .filter_map(|bins| Some((bins.first()?.0, bins.last()?.0)))
+        .reduce(|(lo, hi), (l, h)| (lo.min(l), hi.max(h)));
+    let Some((lo, hi)) = span else { return Bins::new() };
+    if i64::from(hi) - i64::from(lo) >= DENSE_SPAN {
+        let mut out = Bins::new();
+        parts.for_each(|part| merge_into(&mut out, part));
+        return out;
     }
+    let mut dense = vec![0u64; (hi - lo) as usize + 1];
+    for &(index, count) in parts.flatten() {
+        dense[(index - lo) as usize] += count;
+    }
+    let mut out: Bins =
+        dense.iter().enumerate().filter(|(_, count)| **count > 0).map(|(offset, count)| (lo + offset as i32, *count)).collect();
+    collapse(&mut out);
+    out
 }
 
 /// Zero-based index of the nearest-rank quantile `q` among `n` sorted values.
@@ -115,6 +144,17 @@ impl Sketch {
         self.zero += other.zero;
         merge_into(&mut self.positive, &other.positive);
         merge_into(&mut self.negative, &other.negative);
+    }
+
+    /// The merge of many sketches. Merging them one at a time rewrites the
+    /// growing result each time (a month's buckets: hundreds of times its
+    /// ~900 bins); this adds every bin once.
+    pub fn merged<'a>(parts: impl Iterator<Item = &'a Sketch> + Clone) -> Sketch {
+        Sketch {
+            zero: parts.clone().map(|p| p.zero).sum(),
+            positive: merge_all(parts.clone().map(|p| &p.positive)),
+            negative: merge_all(parts.map(|p| &p.negative)),
+        }
     }
 
     pub fn count(&self) -> u64 {
@@ -219,6 +259,34 @@ mod tests {
         }
         assert_eq!(merged, whole);
         assert_eq!(merged.count(), 5_000);
+    }
+
+    #[test]
+    fn merging_many_at_once_equals_merging_one_at_a_time() {
+        let mut seed = 11;
+        let mut value = |scale: f64| (lcg(&mut seed) - 0.3) * scale;
+        let cases: Vec<Vec<Vec<f64>>> = vec![
+            vec![],
+            vec![vec![], vec![0.0, 0.0], vec![]],
+            (0..200).map(|i| (0..(i % 7) * 40).map(|_| value(100.0)).collect()).collect(),
+            // Wider than the dense range: merged pairwise.
+            vec![vec![1e-300, 2e-300], vec![1e300, -1e300], vec![5.0]],
+            // More distinct bins than kept: collapsed the same way.
+            (-300..300).map(|e| (1..20).map(|m| m as f64 * 10f64.powi(e) / 1e100).collect()).collect(),
+        ];
+        for parts in cases {
+            let sketches: Vec<Sketch> = parts
+                .iter()
+                .map(|values| {
+                    let mut sketch = Sketch::default();
+                    values.iter().for_each(|v| sketch.add(*v));
+                    sketch
+                })
+                .collect();
+            let mut one_at_a_time = Sketch::default();
+            sketches.iter().for_each(|s| one_at_a_time.merge(s));
+            assert_eq!(Sketch::merged(sketches.iter()), one_at_a_time);
+        }
     }
 
     #[test]

@@ -304,10 +304,7 @@ pub fn windows_aggregates(
             });
         }
         let positions: HashMap<Target, usize> = targets.iter().enumerate().map(|(i, t)| (*t, i)).collect();
-        let mut folded = Aggregate::default();
-        for bucket in &buckets {
-            folded.merge(bucket);
-        }
+        let mut folded = Aggregate::merged(&buckets);
         let mut total = folded.clone();
         for item in &pending.items {
             if let Some(i) = target_of(*window, &positions, item.metric.timestamp_ms) {

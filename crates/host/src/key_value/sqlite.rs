@@ -157,14 +157,7 @@ impl SqliteStore {
             let db = lock(&db)?;
             db.conn.busy_timeout(std::time::Duration::from_secs(5))?;
             rusqlite::vtab::array::load_module(&db.conn)?;
-            db.conn.execute_batch(
-                "CREATE TABLE IF NOT EXISTS spin_key_value (
-                    store TEXT NOT NULL,
-                    key TEXT NOT NULL,
-                    value BLOB NOT NULL,
-                    PRIMARY KEY (store, key)
-                )",
-            )?;
+            db.conn.execute_batch(SCHEMA)?;
         }
         Ok(SqliteStore {
             label: label.to_string(),
@@ -293,6 +286,14 @@ fn select(c: &Connection, label: &str, key: &str) -> KvResult<Option<Vec<u8>>> {
         .and_then(|mut s| s.query_row(params![label, key], |r| r.get(0)).optional())
         .map_err(other)
 }
+
+/// Spin's table: every store's keys in one table, keyed by store label and key.
+pub(super) const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS spin_key_value (
+    store TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (store, key)
+)";
 
 /// The existing keys among `keys`, in one statement, as Spin reads them
 /// (`IN rarray(...)`): one statement instead of one per key.

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::sqlite::SCHEMA;
 use super::{Found, KvError, KvResult, Session, Store};
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -42,14 +43,7 @@ impl SpinSqliteStore {
         };
         // Spin sets no pragmas: SQLite's defaults (rollback journal, synchronous=FULL) apply.
         rusqlite::vtab::array::load_module(&connection)?;
-        connection.execute_batch(
-            "CREATE TABLE IF NOT EXISTS spin_key_value (
-                store TEXT NOT NULL,
-                key TEXT NOT NULL,
-                value BLOB NOT NULL,
-                PRIMARY KEY (store, key)
-            )",
-        )?;
+        connection.execute_batch(SCHEMA)?;
         let (jobs, queue) = mpsc::channel::<Job>();
         let mut connection = connection;
         std::thread::Builder::new().name(format!("kv-{label}")).spawn(move || {
