@@ -109,7 +109,7 @@ impl Row {
             Scenario::SummaryUncachedLarge => format!("summary uncached @{}", count_label(large)),
             Scenario::BreakerOpen => "summary, breaker open".into(),
             Scenario::Mixed => "1 write : 9 summaries".into(),
-            Scenario::IngestBatch => format!("ingest, batches of {BATCH_SIZE} (metrics)"),
+            Scenario::IngestBatch => format!("ingest, {BATCH_SIZE}/batch (metrics)"),
             Scenario::IngestOneReplica => "ingest, 1 replica".into(),
             Scenario::IngestTwoReplicas => "ingest, 2 replicas".into(),
             Scenario::SummaryOneReplica => "summary uncached, 1 replica".into(),
