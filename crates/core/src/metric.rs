@@ -339,6 +339,9 @@ mod tests {
     fn refuses_hostile_values() {
         for body in [
             r#"{"timestamp": "2026-02-18T12:00:00Z", "value": 1e16, "type": "t"}"#,
+            // Just over the bound: parsed with correct rounding (1e15 + 0.125), not rounded down onto it.
+            r#"{"timestamp": "2026-02-18T12:00:00Z", "value": 1000000000000000.1, "type": "t"}"#,
+            r#"{"timestamp": "2026-02-18T12:00:00Z", "value": -1000000000000000.1, "type": "t"}"#,
             r#"{"timestamp": "2026-02-18T12:00:00Z", "value": null, "type": "t"}"#,
             r#"{"timestamp": "2026-02-18T12:00:00Z", "value": "NaN", "type": "t"}"#,
             r#"{"timestamp": "2026-02-18T12:00:00Z", "value": 1, "type": "a b"}"#,
