@@ -74,7 +74,10 @@ impl ExternalRedis {
             .map_err(|e| e.to_string())
     }
 
-    /// Runs one command; a broken connection is forgotten so the next `open` reconnects.
+    /// Runs one command. A broken connection means the server went away, so
+    /// every thread's connection to it is forgotten and the next `open` on
+    /// each reconnects: a thread that sent nothing during an outage must not
+    /// fail its first command after it on a connection to the old server.
     pub async fn execute(&self, address: &str, connection: &mut MultiplexedConnection, args: &[Vec<u8>]) -> Result<Reply, String> {
         let mut command = redis::cmd(&String::from_utf8_lossy(&args[0]));
         for arg in &args[1..] {
@@ -87,7 +90,7 @@ impl ExternalRedis {
                 Ok(Reply::Error(server_error_text(&error)))
             }
             Err(error) => {
-                self.connections.lock().await.remove(&key(address));
+                self.connections.lock().await.retain(|(to, _), _| to != address);
                 Err(error.to_string())
             }
         }
