@@ -5,7 +5,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::json;
 use support::api::timestamp_seconds_ago;
@@ -112,33 +111,30 @@ async fn replicas_share_one_store(defects: &str) {
                 let mut stored = Vec::new();
                 for i in (c..POSTS).step_by(CONNECTIONS) {
                     let (body, id, value) = post(i, &now);
-                    loop {
-                        let headers = [("content-type", "application/json"), ("x-forwarded-for", client.as_str())];
-                        let r = connection.send("POST", "/api/metrics", &headers, body.to_string()).await.expect("post");
-                        match r.status {
-                            201 => stored.push((id.clone().unwrap_or_else(|| r.json()["id"].as_str().unwrap_or_default().to_string()), value)),
-                            200 => assert_eq!(r.json()["duplicate"], true),
-                            409 if r.json()["error"] == "id_in_progress" => {
-                                tokio::time::sleep(Duration::from_millis(100)).await;
-                                continue;
-                            }
-                            other => panic!("post {i}: {other} {}", r.text()),
-                        }
-                        break;
+                    let headers = [("content-type", "application/json"), ("x-forwarded-for", client.as_str())];
+                    let r = connection.send("POST", "/api/metrics", &headers, body.to_string()).await.expect("post");
+                    // Both posts of an id may say 201 when they overlap (either may store it).
+                    match r.status {
+                        201 => stored.push((id.clone().unwrap_or_else(|| r.json()["id"].as_str().unwrap_or_default().to_string()), value)),
+                        200 => assert_eq!(r.json()["duplicate"], true),
+                        other => panic!("post {i}: {other} {}", r.text()),
                     }
                 }
                 stored
             })
         })
         .collect();
-    let mut stored = Vec::new();
+    let mut stored = BTreeMap::new();
     for t in tasks {
-        stored.extend(t.await.expect("client task"));
+        for (id, value) in t.await.expect("client task") {
+            let again = stored.insert(id.clone(), value);
+            assert!(again.is_none() || id.starts_with("rid-"), "{defects}: server id {id} given twice");
+        }
     }
-    let ids: HashSet<&str> = stored.iter().map(|(id, _)| id.as_str()).collect();
+    let ids: HashSet<&str> = stored.keys().map(String::as_str).collect();
     let expected = POSTS - ID_POSTS / 2;
-    assert_eq!((stored.len(), ids.len()), (expected, expected), "{defects}: each id stored once");
-    let sum: f64 = stored.iter().map(|(_, v)| v).sum();
+    assert_eq!(ids.len(), expected, "{defects}: every metric stored");
+    let sum: f64 = stored.values().sum();
 
     // Every replica reports every metric once.
     for replica in &cluster.replicas {

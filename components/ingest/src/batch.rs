@@ -68,10 +68,6 @@ pub fn store(parsed: Vec<Result<NewMetric, ApiError>>, now: i64) -> (Result<(u16
                 index,
                 &ApiError::new(409, "id_conflict", format!("id `{}` is already used by a different metric; use a new id", metric.id)),
             )),
-            Ok(Ingested::InProgress) => rejections.push(rejected(
-                index,
-                &ApiError::new(409, "id_in_progress", format!("a request with id `{}` is still being processed; retry shortly", metric.id)),
-            )),
             Err(e) => {
                 failures += 1;
                 rejections.push(rejected(index, &e));

@@ -97,7 +97,6 @@ pub(crate) fn count_outcome(tally: &mut Tally, outcome: &Result<Ingested, ApiErr
         Ok(Ingested::Stored { .. }) => tally.add(Family::Metrics, "accepted", 1),
         Ok(Ingested::Duplicate) => tally.add(Family::Metrics, "duplicate", 1),
         Ok(Ingested::Conflict) => tally.add(Family::Rejected, "id_conflict", 1),
-        Ok(Ingested::InProgress) => tally.add(Family::Rejected, "id_in_progress", 1),
         Err(e) => {
             tally.add(Family::Rejected, e.code, 1);
             if e.status == 503 {
@@ -186,11 +185,6 @@ fn store(new: NewMetric, now: i64) -> (Result<(u16, serde_json::Value), ApiError
             409,
             "id_conflict",
             format!("id `{}` is already used by a different metric; use a new id", metric.id),
-        )),
-        Ingested::InProgress => Err(ApiError::new(
-            409,
-            "id_in_progress",
-            format!("a request with id `{}` is still being processed; retry shortly", metric.id),
         )),
     });
     (answer, tally)

@@ -11,28 +11,28 @@ use std::collections::{BTreeMap, HashMap};
 use crate::fold::{fold, Folded};
 use crate::journal::{shard_of_id, Journal, FOLD_EVERY, SHARDS};
 use crate::keys::{claim_key, entries_key, journal_key, TYPES_KEY};
-use crate::kv::{second_of, update, Change, Kv, StoreError};
+use crate::kv::{second_of, update, update_watched, Change, Kv, StoreError};
 use crate::metric::Metric;
 use crate::entries::Entries;
 
 /// What became of a metric.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Ingested {
-    /// Stored now. `fold` is the fold this ingest ran, if the shard was due;
-    /// a failed fold loses nothing (the items stay in the journal for the
-    /// next). `retention` is set if recording the user's activity failed.
+    /// Stored now (by this request, or by a request with the same id that
+    /// was still under way). `fold` is the fold this ingest ran, if the shard
+    /// was due; a failed fold loses nothing (the items stay in the journal
+    /// for the next). `retention` is set if recording the user's activity failed.
     Stored { shard: usize, fold: Option<Result<Folded, StoreError>>, retention: Option<StoreError> },
     /// The id was stored before, with the same content.
     Duplicate,
     /// The id belongs to a metric with different content.
     Conflict,
-    /// The id was claimed by a request that has not finished storing it (or died trying).
-    InProgress,
 }
 
-/// How long a re-post waits for the first post of its id to be stored.
-const DUPLICATE_POLLS: usize = 20;
-const DUPLICATE_POLL_MS: u64 = 50;
+/// How often a re-post looks for its id again when the shard was folded
+/// more than it remembers between its look and its append (each time takes
+/// two whole folds of one shard in between).
+const RECHECKS: usize = 4;
 
 /// A 40-bit fingerprint of what a metric says (not its id): claims add it
 /// to the id's counter, so a re-post learns whether the first post said the
@@ -49,24 +49,78 @@ fn fingerprint(metric: &Metric) -> i64 {
     ((xxhash_rust::xxh3::xxh3_64(text.as_bytes()) & ((1 << 40) - 1)) | 1) as i64
 }
 
+/// What an appender knows of a metric's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Known {
+    /// Made by the server: no other request has it.
+    Unique,
+    /// A client id that was in neither its journal shard nor its second's
+    /// entries while the shard was folded through this `seq`. Appended
+    /// later, it is in the shard's items or its trimmed memory, unless the
+    /// shard was folded further than it remembers (then look again).
+    AbsentAt(u64),
+}
+
+/// What one append did with one metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Appended {
+    /// Added by this append.
+    Added,
+    /// Already in the shard.
+    Held,
+    /// Not added: the shard was folded beyond what it remembers since the
+    /// id was known absent; look for it again.
+    Unsure,
+}
+
 /// Stores `metric`. With `client_id`, the id decides the shard and makes the
 /// post idempotent; otherwise the metric goes to `shard` (pick it at random).
+///
+/// A client id is claimed first (a counter its posts add their content's
+/// fingerprint to), which tells a re-post from a conflicting reuse. The
+/// append is what stores: it is idempotent per id, so any post with the
+/// same content may make it, and a post whose first attempt died is stored
+/// by its retry, whenever and wherever that runs.
 pub fn ingest<K: Kv>(kv: &mut K, metric: &Metric, client_id: bool, shard: usize) -> Result<Ingested, StoreError> {
     if !client_id {
-        return append_and_fold(kv, metric, shard % crate::journal::SHARDS);
-    }
-    let claim = claim_key(&metric.id);
-    let fp = fingerprint(metric);
-    let total = kv.increment(&claim, fp)?;
-    if total != fp {
-        return earlier_post(kv, metric, total - fp, fp, DUPLICATE_POLLS);
+        let shard = shard % SHARDS;
+        let watched = kv.watch(&journal_key(&metric.metric_type, shard))?;
+        let (_, fold) = append_and_fold(kv, watched, &[(metric, Known::Unique)], shard)?;
+        let retention = record_activity(kv, metric).err();
+        return Ok(Ingested::Stored { shard, fold, retention });
     }
     let shard = shard_of_id(&metric.id);
-    match append_and_fold(kv, metric, shard) {
-        Ok(stored) => Ok(stored),
+    let key = journal_key(&metric.metric_type, shard);
+    // Read before claiming: until the claim lands nobody appends this id,
+    // so it is not in the shard as read here, nor was it ever folded.
+    let watched = kv.watch(&key)?;
+    let absent_at = folded_through(&key, watched.1.as_deref())?;
+    let claim = claim_key(&metric.id);
+    let fp = fingerprint(metric);
+    let before = kv.increment(&claim, fp)? - fp;
+    if before != 0 {
+        // Every earlier post carried this content iff the sum is a multiple
+        // of its fingerprint (a collision needs 40-bit luck). A conflicting
+        // post takes its share back, so the id's first content shows through.
+        if before < 0 || before % fp != 0 {
+            kv.increment(&claim, -fp)?;
+            return Ok(Ingested::Conflict);
+        }
+        return re_post(kv, metric, shard);
+    }
+    let stored = append_and_fold(kv, watched, &[(metric, Known::AbsentAt(absent_at))], shard).and_then(|(done, fold)| match done[0] {
+        Appended::Added | Appended::Held => Ok(fold),
+        Appended::Unsure => re_post(kv, metric, shard).map(|_| None),
+    });
+    match stored {
+        Ok(fold) => {
+            let retention = record_activity(kv, metric).err();
+            Ok(Ingested::Stored { shard, fold, retention })
+        }
         Err(error) => {
-            // Give the id back only if the metric surely is not stored.
-            if let Ok(None) = find(kv, metric) {
+            // Give the id back only if the metric surely is not stored, so
+            // the client may still send other content under it.
+            if let Ok((None, _)) = find(kv, metric) {
                 let _ = kv.increment(&claim, -fp);
             }
             Err(error)
@@ -74,47 +128,56 @@ pub fn ingest<K: Kv>(kv: &mut K, metric: &Metric, client_id: bool, shard: usize)
     }
 }
 
-/// A re-post: `before` is what earlier claims added up to; looks for the
-/// stored metric up to `polls` times (the first post may still be storing it).
-fn earlier_post<K: Kv>(kv: &mut K, metric: &Metric, before: i64, fp: i64, polls: usize) -> Result<Ingested, StoreError> {
-    // Every earlier post carried this content iff the sum is a multiple of
-    // its fingerprint (a collision needs 40-bit luck). A conflicting post
-    // takes its share back, so the id's first content still shows through.
-    if before <= 0 || before % fp != 0 {
-        kv.increment(&claim_key(&metric.id), -fp)?;
-        return Ok(Ingested::Conflict);
-    }
-    for attempt in 0..polls {
-        if let Some(stored) = find(kv, metric)? {
+/// A post of an id claimed before with the same content: a duplicate if
+/// the metric is stored, otherwise it stores it (the first post died, or is
+/// still under way: the append is idempotent either way).
+fn re_post<K: Kv>(kv: &mut K, metric: &Metric, shard: usize) -> Result<Ingested, StoreError> {
+    for _ in 0..RECHECKS {
+        let (found, absent_at) = find(kv, metric)?;
+        if let Some(stored) = found {
+            // Stored, but the first post may have died before its user's
+            // activity was recorded (recording is idempotent).
+            let _ = record_activity(kv, metric);
             return Ok(if stored.same_content(metric) { Ingested::Duplicate } else { Ingested::Conflict });
         }
-        if attempt + 1 < polls {
-            kv.sleep_ms(DUPLICATE_POLL_MS);
+        let watched = kv.watch(&journal_key(&metric.metric_type, shard))?;
+        let (done, fold) = append_and_fold(kv, watched, &[(metric, Known::AbsentAt(absent_at))], shard)?;
+        match done[0] {
+            Appended::Added => {
+                let retention = record_activity(kv, metric).err();
+                return Ok(Ingested::Stored { shard, fold, retention });
+            }
+            Appended::Held => return Ok(Ingested::Duplicate),
+            Appended::Unsure => continue,
         }
     }
-    Ok(Ingested::InProgress)
+    Err(StoreError::Contended { key: journal_key(&metric.metric_type, shard), attempts: RECHECKS })
+}
+
+/// The `seq` a shard (as read) is folded through; 0 when it does not exist.
+fn folded_through(key: &str, value: Option<&[u8]>) -> Result<u64, StoreError> {
+    value.map_or(Ok(0), |bytes| Journal::read_header(key, bytes).map(|h| h.folded_through))
 }
 
 /// The stored metric with `metric`'s id, looked up where the same content
-/// would be: its journal shard, then (folded by now) its second's entries.
-fn find<K: Kv>(kv: &mut K, metric: &Metric) -> Result<Option<Metric>, StoreError> {
+/// would be: its journal shard, then (folded by now) its second's entries;
+/// and the `seq` the shard was folded through when read. A fold writes the
+/// entries before it trims the shard, and the shard is read first, so a
+/// metric appended before the read is found in one or the other.
+fn find<K: Kv>(kv: &mut K, metric: &Metric) -> Result<(Option<Metric>, u64), StoreError> {
     let keys = [journal_key(&metric.metric_type, shard_of_id(&metric.id)), entries_key(&metric.metric_type, second_of(metric.timestamp_ms))];
     let values = kv.get_many(&keys)?;
+    let absent_at = folded_through(&keys[0], values[0].as_deref())?;
     if let Some(bytes) = &values[0] {
         if let Some(m) = Journal::decode(&keys[0], bytes)?.items.into_iter().find(|m| m.id == metric.id) {
-            return Ok(Some(m));
+            return Ok((Some(m), absent_at));
         }
     }
-    match &values[1] {
-        Some(bytes) => Ok(Entries::decode(&keys[1], bytes)?.metrics.into_iter().find(|m| m.id == metric.id)),
-        None => Ok(None),
-    }
-}
-
-fn append_and_fold<K: Kv>(kv: &mut K, metric: &Metric, shard: usize) -> Result<Ingested, StoreError> {
-    let fold = append_and_fold_many(kv, std::slice::from_ref(metric), shard)?;
-    let retention = record_activity(kv, metric).err();
-    Ok(Ingested::Stored { shard, fold, retention })
+    let found = match &values[1] {
+        Some(bytes) => Entries::decode(&keys[1], bytes)?.metrics.into_iter().find(|m| m.id == metric.id),
+        None => None,
+    };
+    Ok((found, absent_at))
 }
 
 /// The user's activity for retention, once the metric is stored; the token
@@ -123,23 +186,20 @@ fn record_activity<K: Kv>(kv: &mut K, metric: &Metric) -> Result<usize, StoreErr
     crate::retention::record(kv, metric, crate::journal::id_hash(&metric.id) | 1)
 }
 
-/// Appends `metrics` (all of one type) to one shard in one write, registers
-/// a new type, and folds the shard if the appends made it due.
-fn append_and_fold_many<K: Kv>(kv: &mut K, metrics: &[Metric], shard: usize) -> Result<Option<Result<Folded, StoreError>>, StoreError> {
-    let metric_type = &metrics[0].metric_type;
-    let (journal, before, new_shard) = append(kv, metrics, shard)?;
-    if new_shard {
-        register_type(kv, metric_type)?;
-    }
-    Ok(journal.due_since(before).then(|| fold(kv, metric_type, shard, &journal)))
-}
-
-/// Appends the `metrics` the shard does not hold yet; returns the shard as
-/// written, its length before, and whether this append created it.
-fn append<K: Kv>(kv: &mut K, metrics: &[Metric], shard: usize) -> Result<(Journal, usize, bool), StoreError> {
-    let key = journal_key(&metrics[0].metric_type, shard);
+/// Appends `metrics` (all of one type) to shard `shard`, whose
+/// compare-and-swap `watched` is open, in one write; registers a new type;
+/// and folds the shard if the appends made it due. Says per metric what the
+/// append did.
+fn append_and_fold<K: Kv>(
+    kv: &mut K,
+    watched: (K::Cas, Option<Vec<u8>>),
+    metrics: &[(&Metric, Known)],
+    shard: usize,
+) -> Result<(Vec<Appended>, Option<Result<Folded, StoreError>>), StoreError> {
+    let metric_type = &metrics[0].0.metric_type;
+    let key = journal_key(metric_type, shard);
     let mut created = false;
-    update(kv, &key, |current| {
+    let (journal, before, done) = update_watched(kv, &key, watched, |current| {
         let mut journal = match current {
             Some(bytes) => Journal::decode(&key, bytes)?,
             None => {
@@ -148,15 +208,35 @@ fn append<K: Kv>(kv: &mut K, metrics: &[Metric], shard: usize) -> Result<(Journa
             }
         };
         let before = journal.items.len();
-        let missing: Vec<&Metric> = metrics.iter().filter(|m| !journal.holds(&m.id)).collect();
-        if missing.is_empty() {
-            return Ok(Change::Done((journal, before, created)));
+        let done: Vec<Appended> = metrics
+            .iter()
+            .map(|(metric, known)| {
+                if journal.holds(&metric.id) {
+                    return Appended::Held;
+                }
+                match known {
+                    Known::AbsentAt(seq) if journal.folded_through - seq.min(&journal.folded_through) > journal.trimmed.len() as u64 => {
+                        Appended::Unsure
+                    }
+                    _ => Appended::Added,
+                }
+            })
+            .collect();
+        if !done.contains(&Appended::Added) {
+            return Ok(Change::Done((journal, before, done)));
         }
-        for metric in missing {
-            journal.append(metric.clone());
+        for ((metric, _), how) in metrics.iter().zip(&done) {
+            if *how == Appended::Added {
+                journal.append((*metric).clone());
+            }
         }
-        Ok(Change::Write(journal.encode(), (journal, before, created)))
-    })
+        Ok(Change::Write(journal.encode(), (journal, before, done)))
+    })?;
+    if created {
+        register_type(kv, metric_type)?;
+    }
+    let fold = journal.due_since(before).then(|| fold(kv, metric_type, shard, &journal));
+    Ok((done, fold))
 }
 
 /// What became of each item of a batch.
@@ -169,12 +249,13 @@ pub type BatchOutcome = Vec<Result<Ingested, StoreError>>;
 pub fn ingest_batch<K: Kv>(kv: &mut K, items: &[(Metric, bool)], random: u64) -> BatchOutcome {
     let mut outcome: Vec<Option<Result<Ingested, StoreError>>> = vec![None; items.len()];
     let mut first_of_id: HashMap<&str, usize> = HashMap::new();
-    // (type, shard) -> indexes to store there.
-    let mut groups: BTreeMap<(&str, usize), Vec<usize>> = BTreeMap::new();
+    // (type, shard) -> (index, what is known of its id) to store there.
+    let mut groups: BTreeMap<(&str, usize), Vec<(usize, Known)>> = BTreeMap::new();
+    let mut claimed = Vec::new();
     for (index, (metric, client_id)) in items.iter().enumerate() {
         if !client_id {
             let shard = ((random ^ crate::journal::id_hash(&metric.metric_type)) % SHARDS as u64) as usize;
-            groups.entry((&metric.metric_type, shard)).or_default().push(index);
+            groups.entry((&metric.metric_type, shard)).or_default().push((index, Known::Unique));
             continue;
         }
         if let Some(&first) = first_of_id.get(metric.id.as_str()) {
@@ -183,36 +264,71 @@ pub fn ingest_batch<K: Kv>(kv: &mut K, items: &[(Metric, bool)], random: u64) ->
             continue;
         }
         first_of_id.insert(&metric.id, index);
+        claimed.push(index);
+    }
+    // The shards of the ids, read before claiming them (see `ingest`).
+    let shard_keys: Vec<String> = claimed.iter().map(|&i| journal_key(&items[i].0.metric_type, shard_of_id(&items[i].0.id))).collect();
+    let mut unique_keys = shard_keys.clone();
+    unique_keys.sort();
+    unique_keys.dedup();
+    let absent_at: Result<HashMap<&String, u64>, StoreError> = kv.get_many(&unique_keys).and_then(|values| {
+        unique_keys.iter().zip(&values).map(|(key, value)| Ok((key, folded_through(key, value.as_deref())?))).collect()
+    });
+    for (&index, key) in claimed.iter().zip(&shard_keys) {
+        let metric = &items[index].0;
+        let absent_at = match &absent_at {
+            Ok(seqs) => seqs.get(key).copied().unwrap_or(0),
+            Err(e) => {
+                outcome[index] = Some(Err(e.clone()));
+                continue;
+            }
+        };
         let fp = fingerprint(metric);
         match kv.increment(&claim_key(&metric.id), fp) {
-            Ok(total) if total == fp => groups.entry((&metric.metric_type, shard_of_id(&metric.id))).or_default().push(index),
-            Ok(total) => outcome[index] = Some(earlier_post(kv, metric, total - fp, fp, 1)),
+            Ok(total) if total == fp => {
+                groups.entry((&metric.metric_type, shard_of_id(&metric.id))).or_default().push((index, Known::AbsentAt(absent_at)));
+            }
+            Ok(total) if total - fp < 0 || (total - fp) % fp != 0 => {
+                outcome[index] = Some(kv.increment(&claim_key(&metric.id), -fp).map(|_| Ingested::Conflict));
+            }
+            Ok(_) => outcome[index] = Some(re_post(kv, metric, shard_of_id(&metric.id))),
             Err(e) => outcome[index] = Some(Err(e)),
         }
     }
-    for ((_, shard), indexes) in groups {
-        let metrics: Vec<Metric> = indexes.iter().map(|&i| items[i].0.clone()).collect();
-        match append_and_fold_many(kv, &metrics, shard) {
-            Ok(fold) => {
+    for ((metric_type, shard), members) in groups {
+        let metrics: Vec<(&Metric, Known)> = members.iter().map(|&(i, known)| (&items[i].0, known)).collect();
+        let appended = kv
+            .watch(&journal_key(metric_type, shard))
+            .and_then(|watched| append_and_fold(kv, watched, &metrics, shard));
+        match appended {
+            Ok((done, fold)) => {
                 // One activity record per user and day of the group.
                 let mut seen = std::collections::HashSet::new();
-                for (n, &i) in indexes.iter().enumerate() {
+                let mut fold = Some(fold);
+                for (&(i, _), how) in members.iter().zip(done) {
                     let metric = &items[i].0;
+                    if how == Appended::Unsure {
+                        // Folded past its memory: the id is looked up again.
+                        outcome[i] = Some(re_post(kv, metric, shard).map(|o| match o {
+                            Ingested::Duplicate => Ingested::Stored { shard, fold: None, retention: None },
+                            other => other,
+                        }));
+                        continue;
+                    }
                     let day = metric.timestamp_ms.div_euclid(86_400_000);
                     let retention = match &metric.user_id {
                         Some(user) if seen.insert((user.clone(), day)) => record_activity(kv, metric).err(),
                         _ => None,
                     };
                     // The group's fold is reported once, with its first item.
-                    let fold = if n == 0 { fold.clone() } else { None };
-                    outcome[i] = Some(Ok(Ingested::Stored { shard, fold, retention }));
+                    outcome[i] = Some(Ok(Ingested::Stored { shard, fold: fold.take().flatten(), retention }));
                 }
             }
             Err(error) => {
-                for &i in &indexes {
-                    let (metric, client_id) = &items[i];
-                    if *client_id {
-                        if let Ok(None) = find(kv, metric) {
+                for &(i, known) in &members {
+                    let metric = &items[i].0;
+                    if known != Known::Unique {
+                        if let Ok((None, _)) = find(kv, metric) {
                             let _ = kv.increment(&claim_key(&metric.id), -fingerprint(metric));
                         }
                     }

@@ -105,11 +105,22 @@ const TAKEOVERS: usize = 3;
 pub fn update<K: Kv, T>(
     kv: &mut K,
     key: &str,
+    change: impl FnMut(Option<&[u8]>) -> Result<Change<T>, StoreError>,
+) -> Result<T, StoreError> {
+    let watched = kv.watch(key)?;
+    update_watched(kv, key, watched, change)
+}
+
+/// [`update`], starting from a compare-and-swap the caller opened on `key`
+/// earlier (it may have read the value before doing something else).
+pub fn update_watched<K: Kv, T>(
+    kv: &mut K,
+    key: &str,
+    (mut cas, mut current): (K::Cas, Option<Vec<u8>>),
     mut change: impl FnMut(Option<&[u8]>) -> Result<Change<T>, StoreError>,
 ) -> Result<T, StoreError> {
-    let (mut cas, mut current) = kv.watch(key)?;
     if current.is_none() {
-        match create(kv, key, &mut change)? {
+        match create(kv, key, cas, &mut change)? {
             Created::ByUs(result) => return Ok(result),
             Created::ByOther => (cas, current) = kv.watch(key)?,
         }
@@ -139,9 +150,14 @@ enum Created<T> {
 }
 
 /// Arbitrates the creation of the missing `key` through its guard counter.
+/// `cas` is the compare-and-swap that saw `key` missing: the creator writes
+/// through it, which a store with a conditional swap on missing keys (Redis)
+/// refuses should the key exist by then; Spin's SQLite store writes anyway,
+/// which is why only one creator at a time may try.
 fn create<K: Kv, T>(
     kv: &mut K,
     key: &str,
+    mut cas: K::Cas,
     change: &mut impl FnMut(Option<&[u8]>) -> Result<Change<T>, StoreError>,
 ) -> Result<Created<T>, StoreError> {
     let guard = crate::keys::guard_key(key);
@@ -149,9 +165,14 @@ fn create<K: Kv, T>(
     let (mut creator, mut epoch) = (ticket == 1, ticket / EPOCH);
     for _ in 0..=TAKEOVERS {
         if creator {
-            return match change(None)? {
-                Change::Write(value, result) => kv.set(key, &value).map(|()| Created::ByUs(result)),
-                Change::Done(result) => Ok(Created::ByUs(result)),
+            let (value, result) = match change(None)? {
+                Change::Write(value, result) => (value, result),
+                Change::Done(result) => return Ok(Created::ByUs(result)),
+            };
+            return match kv.swap(cas, &value)? {
+                Swap::Written => Ok(Created::ByUs(result)),
+                Swap::Failed { current: Some(now), .. } if now == value => Ok(Created::ByUs(result)),
+                Swap::Failed { .. } => Ok(Created::ByOther),
             };
         }
         let mut waited = 0;
@@ -167,6 +188,11 @@ fn create<K: Kv, T>(
         let jumped = kv.increment(&guard, EPOCH)?;
         creator = jumped / EPOCH == epoch + 1;
         epoch = jumped / EPOCH;
+        let (fresh, now) = kv.watch(key)?;
+        if now.is_some() {
+            return Ok(Created::ByOther);
+        }
+        cas = fresh;
     }
     Err(StoreError::NotCreated { key: key.to_string(), waited_ms: CREATION_WAIT_MS })
 }

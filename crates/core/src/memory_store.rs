@@ -27,6 +27,10 @@ pub enum SwapBehaviour {
 /// another request's writes, landing at the worst moment.
 pub type Interference = Box<dyn FnMut(&mut HashMap<String, Vec<u8>>) + Send>;
 
+/// Run once, outside the store's lock, before one operation of a handle:
+/// other requests that run to completion while this one is stalled there.
+pub type Stall = Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>>;
+
 /// A handle on a shared in-memory store.
 #[derive(Clone, Default)]
 pub struct MemoryStore {
@@ -42,6 +46,10 @@ pub struct MemoryStore {
     /// Sleep for real (a thousandth of the time asked), for tests with threads.
     pub real_sleep: bool,
     pub interfere: Option<Arc<Mutex<Interference>>>,
+    /// Operations begun through this handle.
+    pub operations: usize,
+    /// Before operation number `.0` (from 0), run `.1`.
+    pub stall: Option<(usize, Stall)>,
 }
 
 /// A compare-and-swap handle: the key and what `current` read.
@@ -93,8 +101,28 @@ impl MemoryStore {
         self.lock().extend(entries);
     }
 
-    /// Starts an operation: interference first, then the crash check.
+    /// Before this handle's operation number `operation` (from 0), stalls
+    /// it while `others` runs.
+    pub fn stall_before(&mut self, operation: usize, others: impl FnOnce() + Send + 'static) {
+        self.stall = Some((operation, Arc::new(Mutex::new(Some(Box::new(others))))));
+    }
+
+    /// Whether a stall was set and has not run (the handle never got that far).
+    pub fn stall_pending(&self) -> bool {
+        self.stall.as_ref().is_some_and(|(_, others)| others.lock().unwrap_or_else(PoisonError::into_inner).is_some())
+    }
+
+    /// Starts an operation: a stall, interference, then the crash check.
     fn begin(&mut self) -> Result<MutexGuard<'_, HashMap<String, Vec<u8>>>, StoreError> {
+        if let Some((at, others)) = &self.stall {
+            if *at == self.operations {
+                let others = others.lock().unwrap_or_else(PoisonError::into_inner).take();
+                if let Some(others) = others {
+                    others();
+                }
+            }
+        }
+        self.operations += 1;
         if self.writes_left == Some(0) {
             return Err(crashed());
         }

@@ -51,6 +51,8 @@ pub struct AppOptions {
     pub log_requests: bool,
     /// Text, or one JSON object per line (guests' stderr tagged too).
     pub log_format: LogFormat,
+    /// Fault injection: end the process right after this many key-value writes.
+    pub crash_after_kv_writes: Option<u64>,
 }
 
 impl AppOptions {
@@ -65,6 +67,7 @@ impl AppOptions {
             redis_defects: SpinRedisDefects::None,
             log_requests: false,
             log_format: LogFormat::Text,
+            crash_after_kv_writes: None,
         }
     }
 }
@@ -277,7 +280,11 @@ impl App {
             None => RuntimeConfig::default(),
         };
         let state_dir = options.state_dir.clone().unwrap_or_else(|| manifest.root.join(".spin"));
-        let store_options = StoreOptions { mode: options.store_mode, redis_defects: options.redis_defects };
+        let store_options = StoreOptions {
+            mode: options.store_mode,
+            redis_defects: options.redis_defects,
+            crash_after_writes: options.crash_after_kv_writes,
+        };
         let key_value = runtime_config.open_stores(&state_dir, &store_options)?;
         let redis = RedisService::new(options.redis.resolve(&variables), options.store_mode == StoreMode::Spin);
 

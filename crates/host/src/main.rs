@@ -83,6 +83,10 @@ enum Commands {
         /// `auto`: text on a terminal, JSON otherwise.
         #[arg(long, value_enum, default_value = "auto", env = "SPIN_HOST_LOG_FORMAT")]
         log_format: LogFormat,
+        /// Fault injection for crash tests: abort the process (as `kill -9` would)
+        /// right after the N-th key-value write, counted over every request and store.
+        #[arg(long, value_name = "N", env = "SPIN_HOST_CRASH_AFTER_KV_WRITES")]
+        crash_after_kv_writes: Option<u64>,
     },
 }
 
@@ -119,6 +123,7 @@ async fn main() -> anyhow::Result<()> {
             metrics_listen,
             quiet,
             log_format,
+            crash_after_kv_writes,
         } => {
             if also_build {
                 build(&manifest)?;
@@ -133,6 +138,7 @@ async fn main() -> anyhow::Result<()> {
                 redis_defects: kv_redis_defects,
                 log_requests: !quiet,
                 log_format,
+                crash_after_kv_writes,
             };
             let app = App::load(options).await?;
             if let Some(address) = metrics_listen {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
-use crate::key_value::{RedisStore, SpinRedisDefects, SpinSqliteStore, SqliteStore, Store, StoreMode};
+use crate::key_value::{CrashPoint, CrashingStore, RedisStore, SpinRedisDefects, SpinSqliteStore, SqliteStore, Store, StoreMode};
 use crate::redis::external::ExternalRedis;
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -55,6 +55,8 @@ pub struct RuntimeConfig {
 pub struct StoreOptions {
     pub mode: StoreMode,
     pub redis_defects: SpinRedisDefects,
+    /// Fault injection: every store counts toward one crash point.
+    pub crash_after_writes: Option<u64>,
 }
 
 impl RuntimeConfig {
@@ -104,6 +106,7 @@ impl RuntimeConfig {
         });
         // One pool for every Redis-backed store of the app.
         let redis = Arc::new(ExternalRedis::new("kv"));
+        let crash_point = options.crash_after_writes.map(CrashPoint::new);
         stores
             .into_iter()
             .map(|(label, backing)| {
@@ -114,6 +117,10 @@ impl RuntimeConfig {
                         RedisStore::new(&url, redis.clone(), options.redis_defects)
                             .with_context(|| format!("key_value_store.{label}.url"))?,
                     ),
+                };
+                let store: Arc<dyn Store> = match &crash_point {
+                    Some(point) => Arc::new(CrashingStore { inner: store, point: point.clone() }),
+                    None => store,
                 };
                 Ok((label, store))
             })

@@ -11,6 +11,7 @@
 //! - [`RedisStore`]: a Redis server, pooled connections, an atomic
 //!   compare-and-swap, and optionally Spin v4.0.2's defects.
 
+mod crash;
 mod redis_store;
 pub mod session;
 mod spin_interface;
@@ -20,6 +21,7 @@ mod wasi_interface;
 
 use std::sync::Arc;
 
+pub use crash::{CrashPoint, CrashingStore};
 pub use redis_store::{RedisStore, SpinRedisDefects};
 pub use session::Session;
 pub use sqlite::SqliteStore;
