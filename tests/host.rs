@@ -20,9 +20,10 @@ async fn serves_over_tcp_until_shutdown() {
     let listener = spin_host::server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let address = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let drain = std::time::Duration::from_secs(10);
     let server = tokio::spawn(spin_host::server::serve(app.app.clone(), listener, async {
         let _ = stopped.await;
-    }));
+    }, drain));
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     stream
@@ -34,7 +35,7 @@ async fn serves_over_tcp_until_shutdown() {
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(reply.contains("\r\nhello\r\n"), "{reply}");
     stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    assert_eq!(server.await.unwrap().unwrap(), spin_host::server::Drained::All);
     assert!(tokio::net::TcpStream::connect(address).await.is_err(), "listener closed after shutdown");
 }
 

@@ -70,24 +70,53 @@ fn component_packages() -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-fn build_components() -> Result<(), String> {
+/// Builds the components, and the test fixtures with them if asked.
+fn build_components_and(fixtures: &[&str]) -> Result<(), String> {
     ensure_wasm_target()?;
     let mut command = cargo();
     command.args(["build", "--release", "--target", WASM_TARGET]);
     for name in component_packages()? {
         command.args(["-p", &name]);
     }
-    for name in FIXTURES {
+    for name in fixtures {
         command.args(["-p", name]);
     }
     run(command)
 }
 
+fn build_components() -> Result<(), String> {
+    build_components_and(FIXTURES)
+}
+
+/// The release binary `name` of this workspace.
+fn release_binary(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
+    target.join("release").join(name)
+}
+
+/// Builds the components and the host, then becomes the host (on Unix the
+/// process is replaced, so SIGTERM and SIGINT reach the host itself, which
+/// drains its requests, and the exit status is the host's).
 fn up(args: &[String]) -> Result<(), String> {
-    ensure_wasm_target()?;
+    build_components_and(&[])?;
     let mut command = cargo();
-    command.args(["run", "--release", "-p", "spin-host", "--", "up", "--build"]);
-    command.args(args);
+    command.args(["build", "--release", "-p", "spin-host"]);
+    run(command)?;
+    let mut host = Command::new(release_binary("spin-host"));
+    host.arg("up").args(args).current_dir(root());
+    become_process(host)
+}
+
+#[cfg(unix)]
+fn become_process(mut command: Command) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
+    let shown = format!("{command:?}");
+    // Returns only if it failed.
+    Err(format!("cannot run {shown}: {}", command.exec()))
+}
+
+#[cfg(not(unix))]
+fn become_process(command: Command) -> Result<(), String> {
     run(command)
 }
 

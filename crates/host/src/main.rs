@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use spin_host::manifest::Manifest;
 use spin_host::logging::LogFormat;
+use spin_host::server::Drained;
 use spin_host::{App, AppOptions, RedisMode, SpinRedisDefects, StoreMode};
 
 // Requests allocate and free many small objects across two runtimes' threads;
@@ -83,11 +84,22 @@ enum Commands {
         /// `auto`: text on a terminal, JSON otherwise.
         #[arg(long, value_enum, default_value = "auto", env = "SPIN_HOST_LOG_FORMAT")]
         log_format: LogFormat,
+        /// On SIGTERM or Ctrl-C, how long requests in flight may take to finish
+        /// before the host exits anyway (new connections are refused at once).
+        #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_seconds, env = "SPIN_HOST_DRAIN_TIMEOUT")]
+        drain_timeout: f64,
         /// Fault injection for crash tests: abort the process (as `kill -9` would)
         /// right after the N-th key-value write, counted over every request and store.
         #[arg(long, value_name = "N", env = "SPIN_HOST_CRASH_AFTER_KV_WRITES")]
         crash_after_kv_writes: Option<u64>,
     },
+}
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && (0.0..=86_400.0).contains(&s) => Ok(s),
+        _ => Err(format!("`{text}` is not a number of seconds from 0 to 86400")),
+    }
 }
 
 fn parse_variable(text: &str) -> Result<(String, String), String> {
@@ -124,6 +136,7 @@ async fn main() -> anyhow::Result<()> {
             quiet,
             log_format,
             crash_after_kv_writes,
+            drain_timeout,
         } => {
             if also_build {
                 build(&manifest)?;
@@ -153,8 +166,21 @@ async fn main() -> anyhow::Result<()> {
                 None => "external Redis".to_string(),
             };
             println!("Serving http://{address} ({redis}); Ctrl-C to stop");
-            spin_host::server::serve(app, listener, spin_host::server::shutdown_signal()).await?;
-            println!("Stopped.");
+            let stopping = async {
+                spin_host::server::shutdown_signal().await;
+                println!("Stopping: no new connections; requests in flight may finish for up to {drain_timeout} s (signal again to stop now)");
+                // A second signal ends the process at once.
+                tokio::spawn(async {
+                    spin_host::server::shutdown_signal().await;
+                    eprintln!("Stopped without waiting for requests in flight.");
+                    std::process::exit(130);
+                });
+            };
+            let drain = std::time::Duration::from_secs_f64(drain_timeout);
+            match spin_host::server::serve(app, listener, stopping, drain).await? {
+                Drained::All => println!("Stopped."),
+                Drained::TimedOut => println!("Stopped; requests still running after {drain_timeout} s were abandoned (none was answered)."),
+            }
             Ok(())
         }
     }

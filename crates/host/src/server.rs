@@ -29,14 +29,17 @@ pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
     })
 }
 
-/// Serves `app` until `shutdown` resolves, then lets open requests finish.
+/// Serves `app` until `shutdown` resolves, then stops accepting, closes
+/// idle connections and lets requests in flight finish, for at most `drain`;
+/// requests still running then are abandoned (none was answered, so no
+/// client was told its data is stored). Says whether every request finished.
 ///
 /// Connections are served by one single-threaded runtime per core, each
 /// connection wholly on one of them (the one with the fewest open
 /// connections when it arrived). Compared with one work-stealing runtime,
 /// a request then never hops between cores: on a 2-core machine that halves
 /// the CPU time of a trivial request.
-pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output = ()>, drain: std::time::Duration) -> anyhow::Result<Drained> {
     let graceful = GracefulShutdown::new();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = (0..threads)
@@ -82,17 +85,24 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
         }
     }
     drop(listener);
-    let finished = tokio::time::timeout(std::time::Duration::from_secs(10), graceful.shutdown())
-        .await
-        .context("requests were still running 10 s after shutdown began");
-    if finished.is_ok() {
-        // Every connection is closed; the workers stop once their channel does.
-        for worker in workers {
-            let thread = worker.stop();
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        }
+    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+        return Ok(Drained::TimedOut);
     }
-    finished
+    // Every connection is closed; the workers stop once their channel does.
+    for worker in workers {
+        let thread = worker.stop();
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+    Ok(Drained::All)
+}
+
+/// How a shutdown ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drained {
+    /// Every request in flight finished.
+    All,
+    /// Some were still running when the drain time ran out.
+    TimedOut,
 }
 
 type Handoff = (std::net::TcpStream, SocketAddr, Watcher);
