@@ -1,7 +1,7 @@
 //! Stored metrics for the read scenarios, written straight into the host's
 //! SQLite key-value file before it starts: what ingests leave once their
-//! journals are folded (the aggregates of each second, minute, hour, day and
-//! all time, each second's entry list, and the `types` registry), computed
+//! journals are folded (the aggregates of every level and all time, each
+//! second's entry chunk, and the `types` registry), computed
 //! with `analytics_core` in memory instead of through a million HTTP requests.
 
 use std::collections::HashMap;
@@ -9,9 +9,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use analytics_core::aggregate::Aggregate;
-use analytics_core::entries::Entries;
+use analytics_core::entries::{Chunk, ChunkRef};
 use analytics_core::fold::{apply, targets};
-use analytics_core::keys::{entries_key, TYPES_KEY};
+use analytics_core::keys::{bucket_key, TYPES_KEY};
+use analytics_core::time::{Bucket, Level};
 use analytics_core::kv::second_of;
 use analytics_core::metric::{new_id, Metric};
 use anyhow::Context;
@@ -83,18 +84,27 @@ pub fn records(
         write(std::mem::replace(batch, Vec::with_capacity(BATCH)))
     };
     for seed in seeds {
-        // Metrics come oldest first, so each second's list is complete when the next begins.
-        let mut second: Option<(i64, Entries)> = None;
-        for metric in metrics(&seed.metric_type, seed.count, now_ms) {
+        // Metrics come oldest first, so each second's chunk is complete when
+        // the next second begins: as if journal shard 0 folded every second
+        // on its own.
+        let mut second: Option<(i64, Chunk)> = None;
+        let chunk_done = |s: i64, chunk: Chunk, aggregates: &mut HashMap<String, Aggregate>, batch: &mut Vec<(String, Vec<u8>)>| {
+            let through = chunk.items.last().map_or(0, |(seq, _)| *seq);
+            let reference = ChunkRef { shard: 0, through, after: through - chunk.items.len() as u64 };
+            let key = bucket_key(&seed.metric_type, Bucket { level: Level::Second, index: s });
+            aggregates.entry(key).or_default().chunks.push(reference);
+            batch.push((reference.key(&seed.metric_type, s), chunk.encode()));
+        };
+        for (seq, metric) in (1..).zip(metrics(&seed.metric_type, seed.count, now_ms)) {
             for target in targets(metric.timestamp_ms) {
                 apply(&target, aggregates.entry(target.key(&metric.metric_type)).or_default(), &metric);
             }
             let this = second_of(metric.timestamp_ms);
             match &mut second {
-                Some((s, entries)) if *s == this => entries.metrics.push(metric),
+                Some((s, chunk)) if *s == this => chunk.items.push((seq, metric)),
                 _ => {
-                    if let Some((s, entries)) = second.replace((this, Entries { watermarks: Default::default(), metrics: vec![metric] })) {
-                        batch.push((entries_key(&seed.metric_type, s), entries.encode()));
+                    if let Some((s, chunk)) = second.replace((this, Chunk { items: vec![(seq, metric)] })) {
+                        chunk_done(s, chunk, &mut aggregates, &mut batch);
                     }
                 }
             }
@@ -102,8 +112,8 @@ pub fn records(
                 flush(&mut batch, &mut rows)?;
             }
         }
-        if let Some((s, entries)) = second {
-            batch.push((entries_key(&seed.metric_type, s), entries.encode()));
+        if let Some((s, chunk)) = second {
+            chunk_done(s, chunk, &mut aggregates, &mut batch);
         }
     }
     // Sorted, so the inserts walk the primary-key index in order.

@@ -137,7 +137,32 @@ async fn a_summary_started_after_an_ack_always_includes_it(backend: Backend) {
     }
 }
 
+/// Imported history from decades ago answers like yesterday's: windows of
+/// any length, yearly series steps.
+async fn windows_of_decades_and_yearly_series_answer(backend: Backend) {
+    let api = Api::start(backend, &[]).await;
+    for (value, year) in [(1.0, 1995), (2.0, 2003), (4.0, 2010), (8.0, 2021)] {
+        let body = json!({"type": "history", "value": value, "timestamp": format!("{year}-06-15T12:00:00Z")});
+        assert_eq!(api.post_metric(&body).await.status, 201);
+    }
+    let (s, _) = api.summary("type=history&from=1990-01-01T00:00:00Z&to=2012-01-01T00:00:00Z").await;
+    assert_eq!((s["count"].as_u64(), s["sum"].as_f64()), (Some(3), Some(7.0)), "{s}");
+    let r = api.get("/api/metrics/series?type=history&from=1995-01-01T00:00:00Z&to=2025-01-01T00:00:00Z&step=1y").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let points = r.json()["points"].as_array().cloned().unwrap_or_default();
+    assert_eq!(points.len(), 31);
+    let counted: Vec<(String, u64)> = points
+        .iter()
+        .filter(|p| p["count"].as_u64() > Some(0))
+        .map(|p| (p["start"].as_str().unwrap_or_default()[..4].to_string(), p["count"].as_u64().unwrap_or(0)))
+        .collect();
+    assert_eq!(counted.len(), 4, "one point per year with data: {counted:?}");
+    let r = api.get("/api/stats/top-types?from=1970-01-01T00:00:00Z").await;
+    assert_eq!(r.json()["types"][0]["count"], 4, "{}", r.text());
+}
+
 on_both_redis!(
+    windows_of_decades_and_yearly_series_answer,
     reports_exact_statistics_and_close_percentiles,
     periods_and_ranges_select_by_timestamp,
     bad_parameters_are_400s,

@@ -5,8 +5,8 @@
 "use strict";
 
 const REFRESH_MS = 5000;
-// Counts over the longest window the API allows (3 660 days).
-const topTypesPath = () => `/api/stats/top-types?from=${new Date(Date.now() - 3650 * 86400e3).toISOString()}&limit=100`;
+// Counts over all time (windows may be of any length).
+const topTypesPath = () => `/api/stats/top-types?from=1970-01-01T00:00:00Z&limit=100`;
 // The chart's step per period; trailing periods chart the summary's own window.
 const PERIODS = {
   hourly: { step: "1m", seconds: 3600 },

@@ -4,13 +4,15 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::entries::ChunkRef;
 use crate::hll::Hll;
 use crate::metric::Metric;
 use crate::watermarks::Watermarks;
 use crate::sketch::Sketch;
 
-/// First byte of an encoded aggregate (0xA6 was the layout without watermarks).
-const MAGIC: u8 = 0xA7;
+/// First byte of an encoded aggregate (0xA6: the layout without watermarks;
+/// 0xA7: with days in the total and entry lists outside the aggregates).
+const MAGIC: u8 = 0xA8;
 
 /// A value could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,8 +32,11 @@ pub struct Aggregate {
     /// Bit `n` set: the bucket's `n`-th child bucket holds data. Lets a
     /// listing find non-empty buckets without probing every one.
     pub children: u64,
-    /// Days (indexes) that hold data; kept in the all-time aggregate only.
-    pub days: Vec<i64>,
+    /// Buckets of the top level ([`crate::time::Level::TOP`]) that hold
+    /// data, by index; kept in the all-time aggregate only.
+    pub tops: Vec<i64>,
+    /// A second's entry chunks; kept in second aggregates only.
+    pub chunks: Vec<ChunkRef>,
     /// Per journal shard, the last item folded in: this aggregate holds its
     /// bucket's items of that shard up to there, and none after.
     pub watermarks: Watermarks,
@@ -129,9 +134,10 @@ impl Aggregate {
         self.watermarks.set(shard, seq);
     }
 
-    pub fn mark_day(&mut self, day: i64) {
-        if let Err(pos) = self.days.binary_search(&day) {
-            self.days.insert(pos, day);
+    /// Records that the top-level bucket `index` holds data.
+    pub fn mark_top(&mut self, index: i64) {
+        if let Err(pos) = self.tops.binary_search(&index) {
+            self.tops.insert(pos, index);
         }
     }
 
@@ -185,16 +191,18 @@ mod tests {
         let mut a = Aggregate::default();
         a.record(85.5, 1_700_000_000_000);
         a.mark_child(59);
-        a.mark_day(3);
-        a.mark_day(1);
-        a.mark_day(3);
+        a.mark_top(3);
+        a.mark_top(1);
+        a.mark_top(3);
+        a.chunks.push(ChunkRef { shard: 2, through: 64, after: 0 });
         a.set_watermark(5, 42);
         assert_eq!(Aggregate::decode(&a.encode()), Ok(a.clone()));
-        assert_eq!(a.days, vec![1, 3]);
+        assert_eq!(a.tops, vec![1, 3]);
         assert_eq!(a.children_descending().collect::<Vec<_>>(), vec![59]);
         assert_eq!((a.watermark(5), a.watermark(0), a.watermark(15)), (42, 0, 0));
         assert!(Aggregate::decode(&0i64.to_le_bytes()).is_err());
         assert!(Aggregate::decode(&[0xA6, 0]).is_err(), "the layout before watermarks");
+        assert!(Aggregate::decode(&[0xA7, 0]).is_err(), "the layout before eras and chunks");
         assert!(Aggregate::decode(&[MAGIC, 0xFF, 0xFF]).is_err());
     }
 }

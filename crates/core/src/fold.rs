@@ -1,19 +1,21 @@
-//! Folding a journal shard into its type's aggregates (second, minute, hour,
-//! day, all time) and per-second entry lists, then trimming it.
+//! Folding a journal shard into its type's entry chunks and aggregates
+//! (every level of [`Level::ALL`], then all time), then trimming it.
 //!
-//! Every write is a compare-and-swap through [`update`], and every change
-//! checks the target's watermark for the shard first, so a fold can stop at
-//! any write (a crash, a store error) and be run again, by anyone, without
-//! counting an item twice; the journal is trimmed only after every target
-//! holds its items. Targets are written finest first, so a coarse bucket
-//! never marks a child that does not exist yet.
+//! The chunks go first, in one `set_many` (they are write-once: a repeated
+//! fold writes the same ones). Every other write is a compare-and-swap
+//! through [`update`], and every change checks the target's watermark for
+//! the shard first, so a fold can stop at any write (a crash, a store error)
+//! and be run again, by anyone, without counting an item twice; the journal
+//! is trimmed only after every target holds its items. Targets are written
+//! finest first, so a second lists a chunk only once it exists and a coarse
+//! bucket never marks a child that does not exist yet.
 
 use std::collections::BTreeMap;
 
 use crate::aggregate::Aggregate;
-use crate::entries::Entries;
+use crate::entries::{Chunk, ChunkRef};
 use crate::journal::Journal;
-use crate::keys::{bucket_key, entries_key, journal_key, total_key};
+use crate::keys::{bucket_key, journal_key, total_key};
 use crate::kv::{second_of, update, Change, Kv, StoreError};
 use crate::metric::Metric;
 use crate::time::{Bucket, Level};
@@ -43,7 +45,7 @@ pub fn targets(timestamp_ms: i64) -> impl Iterator<Item = Target> {
 }
 
 /// Adds `metric` to the aggregate of `target`, marking which child bucket
-/// (or, for the total, which day) now holds data.
+/// (or, for the total, which top-level bucket) now holds data.
 pub fn apply(target: &Target, aggregate: &mut Aggregate, metric: &Metric) {
     aggregate.record_metric(metric);
     match target {
@@ -55,7 +57,7 @@ pub fn apply(target: &Target, aggregate: &mut Aggregate, metric: &Metric) {
                 }
             }
         }
-        Target::Total => aggregate.mark_day(Bucket::containing(Level::Day, metric.timestamp_ms).index),
+        Target::Total => aggregate.mark_top(Bucket::containing(Level::TOP, metric.timestamp_ms).index),
     }
 }
 
@@ -63,7 +65,8 @@ pub fn apply(target: &Target, aggregate: &mut Aggregate, metric: &Metric) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Folded {
     pub items: usize,
-    /// Aggregates and entry lists it went through (each one write at most).
+    /// Aggregates it went through (each one write at most), plus one for the
+    /// entry chunks.
     pub targets: usize,
 }
 
@@ -85,22 +88,15 @@ pub fn fold<K: Kv>(kv: &mut K, metric_type: &str, shard: usize, journal: &Journa
         }
         by_second.entry(second_of(metric.timestamp_ms)).or_default().push((seq, metric));
     }
-    for (second, items) in &by_second {
-        let key = entries_key(metric_type, *second);
-        update(kv, &key, |current| {
-            let mut entries = match current {
-                Some(bytes) => Entries::decode(&key, bytes)?,
-                None => Entries::default(),
-            };
-            let held = entries.watermark(shard);
-            if held >= through {
-                return Ok(Change::Done(()));
-            }
-            entries.metrics.extend(items.iter().filter(|(seq, _)| *seq > held).map(|(_, m)| (*m).clone()));
-            entries.set_watermark(shard, through);
-            Ok(Change::Write(entries.encode(), ()))
-        })?;
-    }
+    let chunks: Vec<(String, Vec<u8>)> = by_second
+        .iter()
+        .map(|(second, items)| {
+            let reference = ChunkRef { shard: shard as u16, through, after: 0 };
+            let chunk = Chunk { items: items.iter().map(|(seq, m)| (*seq, (*m).clone())).collect() };
+            (reference.key(metric_type, *second), chunk.encode())
+        })
+        .collect();
+    kv.set_many(&chunks)?;
     for (target, items) in &by_target {
         let key = target.key(metric_type);
         update(kv, &key, |current| {
@@ -115,6 +111,9 @@ pub fn fold<K: Kv>(kv: &mut K, metric_type: &str, shard: usize, journal: &Journa
             for (_, metric) in items.iter().filter(|(seq, _)| *seq > held) {
                 apply(target, &mut aggregate, metric);
             }
+            if matches!(target, Target::Bucket(Bucket { level: Level::Second, .. })) {
+                aggregate.chunks.push(ChunkRef { shard: shard as u16, through, after: held });
+            }
             aggregate.set_watermark(shard, through);
             Ok(Change::Write(aggregate.encode(), ()))
         })?;
@@ -128,7 +127,7 @@ pub fn fold<K: Kv>(kv: &mut K, metric_type: &str, shard: usize, journal: &Journa
         journal.trim_through(through);
         Ok(Change::Write(journal.encode(), ()))
     })?;
-    Ok(Folded { items: journal.items.len(), targets: by_target.len() + by_second.len() })
+    Ok(Folded { items: journal.items.len(), targets: by_target.len() + 1 })
 }
 
 #[cfg(test)]
@@ -138,10 +137,11 @@ mod tests {
     #[test]
     fn targets_go_from_fine_to_coarse() {
         let t: Vec<Target> = targets(90_061_000).collect();
-        assert_eq!(t.len(), 5);
+        assert_eq!(t.len(), 7);
         assert_eq!(t[0], Target::Bucket(Bucket { level: Level::Second, index: 90_061 }));
         assert_eq!(t[3], Target::Bucket(Bucket { level: Level::Day, index: 1 }));
-        assert_eq!(t[4], Target::Total);
+        assert_eq!(t[5], Target::Bucket(Bucket { level: Level::Era, index: 0 }));
+        assert_eq!(t[6], Target::Total);
         assert_eq!(t[1].key("cpu"), "agg:cpu:m:1501");
         let mut sorted = t.clone();
         sorted.sort();
@@ -158,8 +158,11 @@ mod tests {
         let mut day = Aggregate::default();
         apply(&t[3], &mut day, &metric);
         assert_eq!(day.children, 1 << 1);
+        let mut block = Aggregate::default();
+        apply(&t[4], &mut block, &metric);
+        assert_eq!(block.children, 1 << 1, "day 1 of block 0");
         let mut total = Aggregate::default();
         apply(&Target::Total, &mut total, &metric);
-        assert_eq!(total.days, vec![1]);
+        assert_eq!(total.tops, vec![0]);
     }
 }

@@ -10,10 +10,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::fold::{fold, Folded};
 use crate::journal::{shard_of_id, Journal, FOLD_EVERY, SHARDS};
-use crate::keys::{claim_key, entries_key, journal_key, TYPES_KEY};
+use crate::aggregate::Aggregate;
+use crate::entries::{Chunk, ChunkRef};
+use crate::keys::{bucket_key, claim_key, journal_key, TYPES_KEY};
+use crate::time::{Bucket, Level};
 use crate::kv::{second_of, update, update_watched, Change, Kv, StoreError};
 use crate::metric::Metric;
-use crate::entries::Entries;
 
 /// What became of a metric.
 #[derive(Debug, Clone, PartialEq)]
@@ -160,12 +162,15 @@ fn folded_through(key: &str, value: Option<&[u8]>) -> Result<u64, StoreError> {
 }
 
 /// The stored metric with `metric`'s id, looked up where the same content
-/// would be: its journal shard, then (folded by now) its second's entries;
-/// and the `seq` the shard was folded through when read. A fold writes the
-/// entries before it trims the shard, and the shard is read first, so a
-/// metric appended before the read is found in one or the other.
+/// would be: its journal shard, then (folded by now) the entry chunks its
+/// shard's folds wrote for its second; and the `seq` the shard was folded
+/// through when read. A fold writes the chunks and lists them in the
+/// second's aggregate before it trims the shard, and the shard is read
+/// first, so a metric appended before the read is found in one or the other.
 fn find<K: Kv>(kv: &mut K, metric: &Metric) -> Result<(Option<Metric>, u64), StoreError> {
-    let keys = [journal_key(&metric.metric_type, shard_of_id(&metric.id)), entries_key(&metric.metric_type, second_of(metric.timestamp_ms))];
+    let shard = shard_of_id(&metric.id);
+    let second = second_of(metric.timestamp_ms);
+    let keys = [journal_key(&metric.metric_type, shard), bucket_key(&metric.metric_type, Bucket { level: Level::Second, index: second })];
     let values = kv.get_many(&keys)?;
     let absent_at = folded_through(&keys[0], values[0].as_deref())?;
     if let Some(bytes) = &values[0] {
@@ -173,11 +178,18 @@ fn find<K: Kv>(kv: &mut K, metric: &Metric) -> Result<(Option<Metric>, u64), Sto
             return Ok((Some(m), absent_at));
         }
     }
-    let found = match &values[1] {
-        Some(bytes) => Entries::decode(&keys[1], bytes)?.metrics.into_iter().find(|m| m.id == metric.id),
-        None => None,
-    };
-    Ok((found, absent_at))
+    let Some(bytes) = &values[1] else { return Ok((None, absent_at)) };
+    let aggregate = Aggregate::decode(bytes).map_err(|e| StoreError::corrupt(&keys[1], e))?;
+    let chunks: Vec<ChunkRef> = aggregate.chunks.into_iter().filter(|c| c.shard as usize == shard).collect();
+    let chunk_keys: Vec<String> = chunks.iter().map(|c| c.key(&metric.metric_type, second)).collect();
+    for ((key, value), reference) in chunk_keys.iter().zip(kv.get_many(&chunk_keys)?).zip(&chunks) {
+        if let Some(bytes) = value {
+            if let Some(m) = reference.metrics(Chunk::decode(key, &bytes)?).find(|m| m.id == metric.id) {
+                return Ok((Some(m), absent_at));
+            }
+        }
+    }
+    Ok((None, absent_at))
 }
 
 /// The user's activity for retention, once the metric is stored; the token

@@ -4,9 +4,9 @@
 //! | key | value |
 //! |---|---|
 //! | `jrn:{type}:{shard}` | a journal shard: metrics acknowledged but not yet folded ([`crate::journal`]) |
-//! | `agg:{type}:{s\|m\|h\|d}:{index}` | aggregate of one time bucket, with per-shard watermarks |
-//! | `agg:{type}:all` | all-time aggregate, with the days holding data |
-//! | `ent:{type}:{second}` | the metrics of one second, for listing ([`crate::entries`]) |
+//! | `agg:{type}:{s\|m\|h\|d\|b\|e}:{index}` | aggregate of one time bucket ([`crate::time::Level`]), with per-shard watermarks; a second's lists its entry chunks |
+//! | `agg:{type}:all` | all-time aggregate, with the eras holding data |
+//! | `ent:{type}:{second}:{shard}:{through}` | metrics of one second that one fold added, for listing ([`crate::entries`]) |
 //! | `claim:{id}` | counter; whoever raises it to 1 owns the client id |
 //! | `types` | every metric type seen (JSON array) |
 //! | `init:{key}` | counter arbitrating who creates `key` ([`crate::kv::update`]) |
@@ -27,8 +27,8 @@ pub fn total_key(metric_type: &str) -> String {
     format!("agg:{metric_type}:all")
 }
 
-pub fn entries_key(metric_type: &str, second: i64) -> String {
-    format!("ent:{metric_type}:{second}")
+pub fn entries_key(metric_type: &str, second: i64, shard: usize, through: u64) -> String {
+    format!("ent:{metric_type}:{second}:{shard}:{through}")
 }
 
 pub fn claim_key(id: &str) -> String {

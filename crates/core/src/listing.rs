@@ -1,6 +1,6 @@
 //! Listing metrics newest first, a page at a time. The walk goes down the
-//! bucket hierarchy (days → hours → minutes → seconds) through the
-//! aggregates' child marks to the seconds' entry lists, so a page costs
+//! bucket hierarchy (eras → blocks → days → hours → minutes → seconds)
+//! through the aggregates' child marks to the seconds' entry chunks, so a page costs
 //! O(limit + buckets visited) and never a scan of the store. Metrics not yet
 //! folded come from the journal shards, read first (see [`crate::pending`]);
 //! one that was folded in between is found twice and kept once.
@@ -9,8 +9,8 @@ use std::collections::HashSet;
 
 use crate::aggregate::Aggregate;
 use crate::api_error::ApiError;
-use crate::entries::Entries;
-use crate::keys::{bucket_key, entries_key, total_key};
+use crate::entries::Chunk;
+use crate::keys::{bucket_key, total_key};
 use crate::kv::{Reader, StoreError};
 use crate::metric::{validate_type, Metric};
 use crate::pending::Pending;
@@ -179,8 +179,8 @@ impl TypeWalk<'_> {
         };
         let mut out = Vec::new();
         let (from, upper) = (self.request.from_ms, self.request.upper_ms());
-        for &day in total.days.iter().rev() {
-            let bucket = Bucket { level: Level::Day, index: day };
+        for &top in total.tops.iter().rev() {
+            let bucket = Bucket { level: Level::TOP, index: top };
             if !overlaps(bucket, from, upper) {
                 continue;
             }
@@ -194,8 +194,9 @@ impl TypeWalk<'_> {
         Ok(out)
     }
 
-    /// Collects from the children of `bucket`, newest first, reading each
-    /// level's children in one batch.
+    /// Collects from the children of `bucket`, newest first: from a day
+    /// down, each level's children in one batch; blocks and eras one child
+    /// at a time, since one day may fill the page.
     fn descend(&mut self, bucket: Bucket, aggregate: &Aggregate, out: &mut Vec<Metric>) -> Result<(), StoreError> {
         let (from, upper) = (self.request.from_ms, self.request.upper_ms());
         let children: Vec<Bucket> = aggregate
@@ -203,6 +204,17 @@ impl TypeWalk<'_> {
             .filter_map(|p| bucket.child(p))
             .filter(|c| overlaps(*c, from, upper))
             .collect();
+        if bucket.level > Level::Day {
+            for child in children {
+                if let Some(aggregate) = read_aggregates(self.reader, &[bucket_key(self.metric_type, child)])?.pop().flatten() {
+                    self.descend(child, &aggregate, out)?;
+                }
+                if out.len() >= self.wanted {
+                    break;
+                }
+            }
+            return Ok(());
+        }
         let keys: Vec<String> = children.iter().map(|c| bucket_key(self.metric_type, *c)).collect();
         let found = children.into_iter().zip(read_aggregates(self.reader, &keys)?);
         if bucket.level == Level::Minute {
@@ -212,8 +224,8 @@ impl TypeWalk<'_> {
             let mut batch_count = 0;
             for (second, aggregate) in found {
                 let Some(aggregate) = aggregate else { continue };
-                batch.push(second);
                 batch_count += aggregate.count as usize;
+                batch.push((second, aggregate));
                 if out.len() + batch_count >= self.wanted {
                     self.collect_seconds(&batch, out)?;
                     if out.len() >= self.wanted {
@@ -235,13 +247,16 @@ impl TypeWalk<'_> {
         Ok(())
     }
 
-    /// Appends the admitted entries of consecutive `seconds` (newest first).
-    fn collect_seconds(&mut self, seconds: &[Bucket], out: &mut Vec<Metric>) -> Result<(), StoreError> {
-        let keys: Vec<String> = seconds.iter().map(|second| entries_key(self.metric_type, second.index)).collect();
+    /// Appends the admitted entries of consecutive `seconds` (newest first),
+    /// read from the chunks their aggregates list.
+    fn collect_seconds(&mut self, seconds: &[(Bucket, Aggregate)], out: &mut Vec<Metric>) -> Result<(), StoreError> {
+        let chunks: Vec<_> = seconds.iter().flat_map(|(second, aggregate)| aggregate.chunks.iter().map(move |c| (second.index, *c))).collect();
+        let keys: Vec<String> = chunks.iter().map(|(second, c)| c.key(self.metric_type, *second)).collect();
         let mut metrics = Vec::new();
-        for (key, value) in keys.iter().zip(self.reader.get_many(&keys)?) {
+        for ((key, value), (_, reference)) in keys.iter().zip(self.reader.get_many(&keys)?).zip(&chunks) {
+            // A chunk past the retention period may be gone already.
             if let Some(bytes) = value {
-                metrics.extend(Entries::decode(key, &bytes)?.metrics.into_iter().filter(|m| self.request.admits(m)));
+                metrics.extend(reference.metrics(Chunk::decode(key, &bytes)?).filter(|m| self.request.admits(m)));
             }
         }
         metrics.sort_by(newest_first);

@@ -1,5 +1,7 @@
-//! Time: timestamps in Unix milliseconds, and the bucket hierarchy
-//! (second, minute, hour, day) that aggregates and listings are kept in.
+//! Time: timestamps in Unix milliseconds, and the bucket hierarchy that
+//! aggregates and listings are kept in: second, minute, hour, day, then
+//! blocks of 64 days and eras of 64 blocks (4 096 days, about 11 years), so
+//! a window of any length is covered by a few hundred buckets at most.
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 
@@ -17,11 +19,17 @@ pub enum Level {
     Minute,
     Hour,
     Day,
+    /// 64 days.
+    Block,
+    /// 64 blocks: 4 096 days.
+    Era,
 }
 
 impl Level {
     /// Finest first.
-    pub const ALL: [Level; 4] = [Level::Second, Level::Minute, Level::Hour, Level::Day];
+    pub const ALL: [Level; 6] = [Level::Second, Level::Minute, Level::Hour, Level::Day, Level::Block, Level::Era];
+    /// The coarsest: the all-time aggregate lists the buckets of this level that hold data.
+    pub const TOP: Level = Level::Era;
 
     pub fn seconds(self) -> i64 {
         match self {
@@ -29,6 +37,8 @@ impl Level {
             Level::Minute => 60,
             Level::Hour => 3_600,
             Level::Day => 86_400,
+            Level::Block => 64 * 86_400,
+            Level::Era => 64 * 64 * 86_400,
         }
     }
 
@@ -39,6 +49,8 @@ impl Level {
             Level::Minute => 'm',
             Level::Hour => 'h',
             Level::Day => 'd',
+            Level::Block => 'b',
+            Level::Era => 'e',
         }
     }
 
@@ -49,10 +61,24 @@ impl Level {
             Level::Minute => Some(Level::Second),
             Level::Hour => Some(Level::Minute),
             Level::Day => Some(Level::Hour),
+            Level::Block => Some(Level::Day),
+            Level::Era => Some(Level::Block),
         }
     }
 
-    /// How many buckets of the finer level one bucket holds (60, 60 or 24).
+    /// The next coarser level.
+    pub fn coarser(self) -> Option<Level> {
+        match self {
+            Level::Second => Some(Level::Minute),
+            Level::Minute => Some(Level::Hour),
+            Level::Hour => Some(Level::Day),
+            Level::Day => Some(Level::Block),
+            Level::Block => Some(Level::Era),
+            Level::Era => None,
+        }
+    }
+
+    /// How many buckets of the finer level one bucket holds (60, 60, 24, 64 or 64).
     pub fn children(self) -> i64 {
         self.finer().map_or(0, |f| self.seconds() / f.seconds())
     }
@@ -78,14 +104,9 @@ impl Bucket {
         self.index * self.level.seconds()
     }
 
-    /// Which child of its parent this bucket is (0..60 or 0..24), if it has a parent.
+    /// Which child of its parent this bucket is (0..60, 0..24 or 0..64), if it has a parent.
     pub fn position_in_parent(self) -> Option<(Bucket, u32)> {
-        let parent_level = match self.level {
-            Level::Second => Level::Minute,
-            Level::Minute => Level::Hour,
-            Level::Hour => Level::Day,
-            Level::Day => return None,
-        };
+        let parent_level = self.level.coarser()?;
         let per_parent = parent_level.seconds() / self.level.seconds();
         Some((
             Bucket {
@@ -106,12 +127,13 @@ impl Bucket {
     }
 }
 
-/// Covers the seconds `[from, to)` with the fewest buckets: whole days in the
-/// middle, then hours, minutes and seconds toward the edges. The result is
-/// at most 2·(59 + 59 + 23) buckets plus one per whole day.
+/// Covers the seconds `[from, to)` with the fewest buckets: whole eras in
+/// the middle, then blocks, days, hours, minutes and seconds toward the
+/// edges. The result is at most 2·(63 + 63 + 23 + 59 + 59) buckets plus one
+/// per whole era (about 11 years), whatever the window's length.
 pub fn decompose(from_second: i64, to_second: i64) -> Vec<Bucket> {
     let mut out = Vec::new();
-    cover(from_second, to_second, Level::Day, &mut out);
+    cover(from_second, to_second, Level::TOP, &mut out);
     out
 }
 
@@ -173,10 +195,10 @@ pub fn parse_instant(text: &str) -> Result<i64, String> {
     }
 }
 
-/// A duration as Prometheus writes them (`30s`, `5m`, `1h30m`, `1d`, `1w`),
-/// or plain seconds; in whole seconds, at least one.
+/// A duration as Prometheus writes them (`30s`, `5m`, `1h30m`, `1d`, `1w`,
+/// `1y` = 365 days), or plain seconds; in whole seconds, at least one.
 pub fn parse_step(text: &str) -> Result<i64, String> {
-    let bad = || format!("`{text}` is not a duration like 30s, 5m, 1h or 1d (or a number of seconds)");
+    let bad = || format!("`{text}` is not a duration like 30s, 5m, 1h, 1d or 1y (or a number of seconds)");
     let text = text.trim();
     if let Ok(seconds) = text.parse::<f64>() {
         return if seconds >= 1.0 && seconds.fract() == 0.0 && seconds < 1e12 { Ok(seconds as i64) } else { Err(bad()) };
@@ -193,6 +215,7 @@ pub fn parse_step(text: &str) -> Result<i64, String> {
             'h' => 3_600,
             'd' => 86_400,
             'w' => 7 * 86_400,
+            'y' => 365 * 86_400,
             _ => return Err(bad()),
         };
         let n: i64 = number.parse().map_err(|_| bad())?;
@@ -243,6 +266,23 @@ mod tests {
     }
 
     #[test]
+    fn a_window_of_decades_is_a_few_hundred_buckets() {
+        let year = 365 * 86_400;
+        let from = parse_timestamp("1999-03-07T11:13:17Z").unwrap() / 1000;
+        for years in [1, 12, 20, 80, 500] {
+            let buckets = decompose(from, from + years * year + 4_321);
+            let eras = buckets.iter().filter(|b| b.level == Level::Era).count() as i64;
+            assert!(buckets.len() as i64 <= 2 * (63 + 63 + 23 + 59 + 59) + eras, "{years} years: {}", buckets.len());
+            assert!(eras <= years * 365 / 4_096 + 1);
+            let mut spans: Vec<(i64, i64)> = buckets.iter().map(|b| (b.start_second(), b.start_second() + b.level.seconds())).collect();
+            spans.sort();
+            assert_eq!(spans[0].0, from);
+            assert!(spans.windows(2).all(|w| w[0].1 == w[1].0), "contiguous, no overlap");
+            assert_eq!(spans[spans.len() - 1].1, from + years * year + 4_321);
+        }
+    }
+
+    #[test]
     fn buckets_know_their_parents_and_children() {
         let second = Bucket::containing(Level::Second, 3_661_500);
         assert_eq!(second.index, 3_661);
@@ -252,6 +292,12 @@ mod tests {
         let (hour, pos) = minute.position_in_parent().unwrap();
         assert_eq!((hour.index, pos), (1, 1));
         assert_eq!(hour.position_in_parent().unwrap(), (Bucket { level: Level::Day, index: 0 }, 1));
+        let day = Bucket { level: Level::Day, index: 64 * 64 + 65 };
+        let (block, pos) = day.position_in_parent().unwrap();
+        assert_eq!((block, pos), (Bucket { level: Level::Block, index: 65 }, 1));
+        assert_eq!(block.child(1), Some(day));
+        assert_eq!(block.position_in_parent().unwrap(), (Bucket { level: Level::Era, index: 1 }, 1));
+        assert_eq!(Bucket { level: Level::Era, index: 1 }.position_in_parent(), None);
     }
 
     #[test]
@@ -276,6 +322,7 @@ mod tests {
         assert_eq!(parse_step("5m"), Ok(300));
         assert_eq!(parse_step("1h30m"), Ok(5_400));
         assert_eq!(parse_step("1d"), Ok(86_400));
+        assert_eq!(parse_step("1y"), Ok(365 * 86_400));
         for bad in ["0", "0.5", "5x", "m", "", "1.5m", "-3"] {
             assert!(parse_step(bad).is_err(), "{bad}");
         }
