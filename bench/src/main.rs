@@ -19,6 +19,7 @@
 //! Each host gets its own temporary state directory holding a copy of the
 //! seeded key-value file, and (for the real Redis) its own empty server.
 
+mod disk;
 mod host;
 mod load;
 mod report;
@@ -71,6 +72,10 @@ struct Cli {
     /// Leave out the replica scenarios.
     #[arg(long)]
     no_replicas: bool,
+    /// Which parts to run: `api` (every scenario through the host) and `disk`
+    /// (bytes per metric and the fold's cost, natively).
+    #[arg(long, value_enum, value_delimiter = ',', default_values = ["api", "disk"])]
+    parts: Vec<Part>,
     /// Metrics of the large type (uncached summary, list); the targets assume 1 000 000.
     #[arg(long, default_value_t = 1_000_000)]
     large: u64,
@@ -95,6 +100,12 @@ enum RedisChoice {
     Embedded,
     External,
     Both,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Part {
+    Api,
+    Disk,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -216,8 +227,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Seed { metric_type: format!("bench_{}", cli.large), count: cli.large },
     ];
     let template = work.path().join("seed.db");
-    println!("bench: seeding {} + {} metrics over the last 30 days ...", SMALL, cli.large);
-    let stats = seed::seed_file(&template, &seeds, now_ms())?;
+    let api = cli.parts.contains(&Part::Api);
+    let stats = if api {
+        println!("bench: seeding {} + {} metrics over the last 30 days ...", SMALL, cli.large);
+        seed::seed_file(&template, &seeds, now_ms())?
+    } else {
+        seed::SeedStats::default()
+    };
     println!(
         "bench: seeded {} rows ({:.0} MB) in {:.1} s ({:.1} s computing, {:.1} s writing SQLite)",
         stats.rows,
@@ -242,14 +258,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         host_logs: Vec::new(),
     };
     let mut rows = Vec::new();
-    for store in stores {
-        for &kind in &kinds {
-            rows.extend(section(&mut bench, Section { store, redis: kind }).await?);
+    if api {
+        for store in stores {
+            for &kind in &kinds {
+                rows.extend(section(&mut bench, Section { store, redis: kind }).await?);
+            }
+        }
+        if !cli.no_replicas {
+            rows.extend(replicas(&mut bench).await?);
         }
     }
-    if !cli.no_replicas {
-        rows.extend(replicas(&mut bench).await?);
-    }
+    let disk = if cli.parts.contains(&Part::Disk) {
+        println!("\nbench: --- disk: the write path natively, into SQLite ---");
+        disk::run(work.path(), now_ms())?
+    } else {
+        Vec::new()
+    };
 
     let targets = report::targets(&rows, cli.large, SMALL);
     let run = Run {
@@ -269,6 +293,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         seed_copy_seconds: bench.seed_copy.as_secs_f64(),
         rows,
         targets,
+        disk,
         host_logs: bench.host_logs,
         notes: vec![
             format!("the load generator runs on the same {cpus} CPUs as the host (and redis-server): every figure is for a shared machine"),

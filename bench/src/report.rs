@@ -171,6 +171,8 @@ pub struct Run {
     pub seed_copy_seconds: f64,
     pub rows: Vec<Row>,
     pub targets: Vec<Target>,
+    /// Bytes per metric on disk and the fold's cost ([`crate::disk`]).
+    pub disk: Vec<crate::disk::DiskRow>,
     pub host_logs: Vec<HostLog>,
     pub notes: Vec<String>,
 }
@@ -342,6 +344,9 @@ pub fn render(run: &Run) -> String {
             let kinds: Vec<String> = row.error_kinds.iter().map(|(k, n)| format!("{n} x {k}")).collect();
             let _ = writeln!(s, "  {} {}: {}", row.section.name(), row.label(run.small_metrics, run.large_metrics), kinds.join(", "));
         }
+    }
+    if !run.disk.is_empty() {
+        let _ = writeln!(s, "\nOn disk (natively through the core into SQLite, Spin's table):\n{}", crate::disk::render(&run.disk));
     }
     let _ = writeln!(s, "\nTargets:");
     for t in &run.targets {

@@ -208,9 +208,9 @@ mod tests {
         for seed in &seeds {
             let mut kv = ingested.request();
             for (i, metric) in metrics(&seed.metric_type, seed.count, NOW).enumerate() {
-                ingest(&mut kv, &metric, false, i).unwrap();
+                ingest(&mut kv, &metric, false, i, None).unwrap();
             }
-            fold_all(&mut kv, &seed.metric_type).unwrap();
+            fold_all(&mut kv, &seed.metric_type, None).unwrap();
         }
         for q in ["type=dense", "type=dense&period=daily", "type=dense&period=monthly", "type=sparse&period=weekly"] {
             let (a, b) = (summary(&seeded, q), summary(&ingested, q));

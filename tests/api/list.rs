@@ -55,4 +55,63 @@ async fn bad_parameters_are_400s(backend: Backend) {
     }
 }
 
-on_both_redis!(pages_through_everything_newest_first, bad_parameters_are_400s);
+/// Posts `count` metrics of type `t`, `days` old, with ids, in batches of 500.
+async fn post_batches(api: &Api, t: &str, count: usize, days: i64) {
+    for start in (0..count).step_by(500) {
+        let items: Vec<Value> = (start..count.min(start + 500))
+            .map(|i| json!({"id": format!("{t}-{days}-{i}"), "type": t, "value": 1.0, "timestamp": timestamp_seconds_ago(days * 86_400 + i as i64)}))
+            .collect();
+        let r = api.request("POST", "/api/metrics/batch", &[("content-type", "application/json")], Value::Array(items).to_string()).await;
+        assert_eq!((r.status, r.json()["accepted"].as_u64()), (200, Some(items_len(start, count))), "{}", r.text());
+    }
+}
+
+fn items_len(start: usize, count: usize) -> u64 {
+    (count.min(start + 500) - start) as u64
+}
+
+async fn store_keys(api: &Api) -> Vec<String> {
+    let store = api.app.app.key_value("default").expect("the default store");
+    store.keys(&spin_host::key_value::Session::default()).await.expect("keys")
+}
+
+/// Entry chunks of `kept` older than 31 days.
+async fn old_chunks(api: &Api) -> usize {
+    let horizon = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64) - 31 * 86_400;
+    let second = |k: &str| k.split(':').nth(2).and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
+    store_keys(api).await.iter().filter(|k| k.starts_with("ent:kept:") && second(k) < horizon).count()
+}
+
+/// Raw metrics older than `raw_retention_days` leave the store as ingest
+/// goes on (no request sweeps on its own); aggregates keep counting them.
+async fn raw_metrics_past_the_retention_period_are_deleted_as_ingest_goes_on(backend: Backend) {
+    let api = Api::start(backend, &[]).await;
+    post_batches(&api, "kept", 2_000, 100).await;
+    assert!(old_chunks(&api).await > 500, "folds wrote the old metrics' chunks");
+    let api = api.restart_with(&[("raw_retention_days", "30")]).await;
+    let old = json!({"type": "kept", "value": 1.0, "timestamp": timestamp_seconds_ago(31 * 86_400)});
+    let refused = api.post_metric(&old).await;
+    assert_eq!(refused.status, 422, "{}", refused.text());
+    assert!(refused.text().contains("raw_retention_days"), "{}", refused.text());
+    post_batches(&api, "kept", 2_000, 0).await;
+
+    assert_eq!(old_chunks(&api).await, 0, "every chunk of the old metrics is gone");
+    let claims = store_keys(&api).await.iter().filter(|k| k.starts_with("claim:kept-100-")).count();
+    // Old metrics still waiting in a journal shard keep their claim until folded.
+    assert!(claims < 16 * 64, "{claims} claims of old metrics left");
+    let mut listed = 0;
+    let mut path = "/api/metrics/list?type=kept&limit=1000".to_string();
+    loop {
+        let r = api.get(&path).await;
+        listed += r.json().as_array().map_or(0, Vec::len);
+        match r.header("x-next-cursor") {
+            Some(cursor) => path = format!("/api/metrics/list?type=kept&limit=1000&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(listed, 2_000, "only the metrics within the retention period are listed");
+    let (summary, _) = api.summary("type=kept").await;
+    assert_eq!(summary["count"], 4_000, "aggregates keep counting the deleted ones");
+}
+
+on_both_redis!(pages_through_everything_newest_first, bad_parameters_are_400s, raw_metrics_past_the_retention_period_are_deleted_as_ingest_goes_on);

@@ -62,7 +62,16 @@ impl Api {
 
     /// Stops the app and starts it again on the same store and Redis.
     pub async fn restart(self) -> Api {
-        let Api { app, backend, variables, redis } = self;
+        self.restart_with(&[]).await
+    }
+
+    /// [`Api::restart`], with some variables changed.
+    pub async fn restart_with(self, changes: &[(&str, &str)]) -> Api {
+        let Api { app, backend, mut variables, redis } = self;
+        for (k, v) in changes {
+            variables.retain(|(name, _)| name != k);
+            variables.push((k.to_string(), v.to_string()));
+        }
         let TestApp { app: old, state_dir } = app;
         let embedded = old.redis().embedded().cloned();
         drop(old);

@@ -4,7 +4,10 @@
 //! - `up [ARGS]`: build the components and the host, then serve `spin.toml`.
 //! - `test [ARGS]`: build the components, then run every test, the deployment files' check and the OpenAPI document's check against the live API.
 //! - `build`: build the components and test fixtures (`wasm32-wasip2`, release).
-//! - `bench [--quick]`: build everything in release mode, then run `bench/` (results in `bench/results/`).
+//! - `bench [--quick]`: build everything in release mode, then run `bench/` (results in `bench/results/`);
+//!   `bench --crash [N]`: the crash-recovery test with N crash points per store kind (default 40).
+//! - `fuzz [SECONDS]`: every cargo-fuzz target in `fuzz/` for SECONDS each (default 60); installs the
+//!   nightly toolchain and cargo-fuzz when missing.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -140,7 +143,69 @@ fn test(args: &[String]) -> Result<(), String> {
     run(command)
 }
 
+/// The crash-recovery test with many crash points (`CRASH_POINTS`).
+fn crash_points(points: &str) -> Result<(), String> {
+    build_components()?;
+    let mut command = cargo();
+    command.args(["build", "--release", "-p", "spin-host"]);
+    run(command)?;
+    let mut command = cargo();
+    command.env("CRASH_POINTS", points).args(["test", "--release", "--test", "crash_recovery", "--", "--nocapture"]);
+    run(command)
+}
+
+/// `cargo` through rustup with `toolchain`, whatever toolchain runs this task.
+fn cargo_on(toolchain: &str) -> Command {
+    let mut command = Command::new("cargo");
+    command.arg(format!("+{toolchain}")).current_dir(root());
+    for name in ["CARGO", "RUSTUP_TOOLCHAIN", "RUSTC", "RUSTDOC", "CARGO_TARGET_DIR"] {
+        command.env_remove(name);
+    }
+    command
+}
+
+/// Runs every fuzz target for `seconds` each, from the committed seeds and
+/// the corpus earlier runs grew; stops at the first crash.
+fn fuzz(seconds: &str) -> Result<(), String> {
+    seconds.parse::<u64>().map_err(|_| format!("`{seconds}` is not a number of seconds"))?;
+    let has_nightly = cargo_on("nightly").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !has_nightly {
+        let mut command = Command::new("rustup");
+        command.args(["toolchain", "install", "nightly", "--profile", "minimal"]);
+        run(command)?;
+    }
+    let has_fuzz = cargo_on("nightly").args(["fuzz", "--version"]).output().is_ok_and(|o| o.status.success());
+    if !has_fuzz {
+        let mut command = cargo_on("nightly");
+        command.args(["install", "cargo-fuzz", "--locked"]);
+        run(command)?;
+    }
+    let dir = root().join("fuzz/fuzz_targets");
+    let mut targets: Vec<String> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(|e| e.ok()?.path().file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect();
+    targets.sort();
+    for target in targets {
+        let corpus = root().join("fuzz/corpus").join(&target);
+        let seeds = root().join("fuzz/seeds").join(&target);
+        std::fs::create_dir_all(&corpus).map_err(|e| format!("{}: {e}", corpus.display()))?;
+        eprintln!("fuzzing {target} for {seconds} s");
+        let mut command = cargo_on("nightly");
+        command.args(["fuzz", "run", "--release", &target]).arg(&corpus);
+        if seeds.is_dir() {
+            command.arg(&seeds);
+        }
+        command.args(["--", &format!("-max_total_time={seconds}"), "-rss_limit_mb=2048", "-print_final_stats=1"]);
+        run(command)?;
+    }
+    Ok(())
+}
+
 fn bench(args: &[String]) -> Result<(), String> {
+    if args.first().map(String::as_str) == Some("--crash") {
+        return crash_points(args.get(1).map_or("40", String::as_str));
+    }
     build_components()?;
     // One build of both, so the benchmark runs the host built with it.
     let mut command = cargo();
@@ -159,7 +224,8 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("build") => build_components(),
         Some("bench") => bench(&args[1..]),
-        _ => Err("usage: cargo xtask <up|test|build|bench> [ARGS]".to_string()),
+        Some("fuzz") => fuzz(args.get(1).map_or("60", String::as_str)),
+        _ => Err("usage: cargo xtask <up|test|build|bench|fuzz> [ARGS]".to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

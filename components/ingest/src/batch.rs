@@ -23,7 +23,7 @@ pub fn parse(request: &spin_sdk::http::Request, now: i64) -> Result<Vec<Result<N
     let format = BatchFormat::from_content_type(content_type).ok_or_else(|| {
         ApiError::new(415, "unsupported_media_type", "send a JSON array (application/json) or one metric per line (application/x-ndjson)")
     })?;
-    parse_batch(request.body(), format, now, crate::clock_skew()?)
+    parse_batch(request.body(), format, &crate::time_limits(now)?)
 }
 
 /// Stores the valid items: `(status, body)` (200 with the counts, 422 when
@@ -48,8 +48,12 @@ pub fn store(parsed: Vec<Result<NewMetric, ApiError>>, now: i64) -> (Result<(u16
             }
         }
     }
+    let expiry = match crate::expiry(now) {
+        Ok(expiry) => expiry,
+        Err(e) => return (Err(e), tally),
+    };
     let outcomes: Vec<Result<Ingested, ApiError>> = match Kv::open_default() {
-        Ok(mut kv) => ingest_batch(&mut kv, &items, random as u64)
+        Ok(mut kv) => ingest_batch(&mut kv, &items, random as u64, expiry)
             .into_iter()
             .map(|o| o.map_err(|e| ApiError::unavailable(e.to_string())))
             .collect(),

@@ -12,7 +12,8 @@ use analytics_platform::core::config as settings;
 use analytics_platform::core::fold::Folded;
 use analytics_platform::core::ingest::{ingest, Ingested};
 use analytics_platform::core::kv::StoreError;
-use analytics_platform::core::metric::{new_id, parse_new_metric, Metric, NewMetric, MAX_BODY_BYTES};
+use analytics_platform::core::expiry::Expiry;
+use analytics_platform::core::metric::{new_id, parse_new_metric, Metric, NewMetric, TimeLimits, MAX_BODY_BYTES};
 use analytics_platform::core::rate_limit::{client_id, Decision, RateLimit, SLIDING_WINDOW_SCRIPT};
 use analytics_platform::counters::Tally;
 use analytics_platform::kv::Kv;
@@ -136,9 +137,18 @@ fn admit(request: &Request, policy: &RateLimit, now: i64, counts: &Tally) -> Res
     Ok((decision, redis.ok()))
 }
 
-/// `max_clock_skew_seconds`.
-pub(crate) fn clock_skew() -> Result<u64, ApiError> {
-    settings::whole(config::lookup(), "max_clock_skew_seconds", 0, 86_400 * 365)
+/// The timestamps accepted now (`max_clock_skew_seconds`, `raw_retention_days`).
+pub(crate) fn time_limits(now_ms: i64) -> Result<TimeLimits, ApiError> {
+    Ok(TimeLimits {
+        now_ms,
+        max_clock_skew_seconds: settings::whole(config::lookup(), "max_clock_skew_seconds", 0, 86_400 * 365)?,
+        retention_days: settings::retention_days(config::lookup())?,
+    })
+}
+
+/// Raw metrics of seconds before this are not kept (with `raw_retention_days`).
+pub(crate) fn expiry(now_ms: i64) -> Result<Option<Expiry>, ApiError> {
+    Ok(Expiry::at(now_ms, settings::retention_days(config::lookup())?))
 }
 
 fn is_json(content_type: Option<&str>) -> bool {
@@ -157,7 +167,7 @@ fn parse(request: &Request, now: i64) -> Result<NewMetric, ApiError> {
     if request.body().len() > MAX_BODY_BYTES {
         return Err(ApiError::new(413, "payload_too_large", format!("the body is over {} KiB", MAX_BODY_BYTES / 1024)));
     }
-    parse_new_metric(request.body(), now, clock_skew()?)
+    parse_new_metric(request.body(), &time_limits(now)?)
 }
 
 /// Stores one metric: `(status, body)`, and how it counts.
@@ -166,9 +176,10 @@ fn store(new: NewMetric, now: i64) -> (Result<(u16, serde_json::Value), ApiError
     let client_given = new.id.is_some();
     let id = new.id.clone().unwrap_or_else(|| new_id(now, random));
     let metric = new.with_id(id);
-    let outcome = Kv::open_default()
-        .map_err(|e| ApiError::unavailable(format!("key-value store: {e}")))
-        .and_then(|mut kv| ingest(&mut kv, &metric, client_given, (random >> 96) as usize).map_err(|e| ApiError::unavailable(e.to_string())));
+    let outcome = expiry(now).and_then(|expiry| {
+        let mut kv = Kv::open_default().map_err(|e| ApiError::unavailable(format!("key-value store: {e}")))?;
+        ingest(&mut kv, &metric, client_given, (random >> 96) as usize, expiry).map_err(|e| ApiError::unavailable(e.to_string()))
+    });
     let mut tally = Tally::default();
     count_outcome(&mut tally, &outcome);
     let answer = outcome.and_then(|outcome| match outcome {
@@ -192,9 +203,13 @@ fn store(new: NewMetric, now: i64) -> (Result<(u16, serde_json::Value), ApiError
 
 /// What a stored metric's request did after storing it and could not finish.
 pub(crate) fn log_follow_ups(metric: &Metric, fold: Option<Result<Folded, StoreError>>, retention: Option<StoreError>) {
-    if let Some(Err(e)) = fold {
+    match fold {
         // Stored all the same: the items wait in the journal for the next fold.
-        eprintln!("fold of `{}` failed, left for the next one: {e}", metric.metric_type);
+        Some(Err(e)) => eprintln!("fold of `{}` failed, left for the next one: {e}", metric.metric_type),
+        Some(Ok(Folded { swept: Some(Err(e)), .. })) => {
+            eprintln!("retention sweep of `{}` failed, the next fold goes on: {e}", metric.metric_type)
+        }
+        _ => {}
     }
     if let Some(e) = retention {
         eprintln!("retention of `{}`'s user not recorded: {e}", metric.metric_type);

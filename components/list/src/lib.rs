@@ -2,11 +2,13 @@
 //! (`X-Next-Cursor` carries the next page's cursor).
 
 use analytics_platform::core::api_error::ApiError;
+use analytics_platform::core::config as settings;
+use analytics_platform::core::expiry::Expiry;
 use analytics_platform::core::ingest::types;
 use analytics_platform::core::listing::{list, ListRequest};
 use analytics_platform::core::query::Query;
 use analytics_platform::kv::Kv;
-use analytics_platform::respond;
+use analytics_platform::{clock, config, respond};
 use serde_json::Value;
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
@@ -29,7 +31,11 @@ fn handle(request: Request) -> anyhow::Result<Response> {
 
 fn page(request: &Request) -> Result<(Value, Option<String>), ApiError> {
     respond::require_method(request.method(), ALLOW)?;
-    let list_request = ListRequest::parse(&Query::parse(request.query())?)?;
+    let mut list_request = ListRequest::parse(&Query::parse(request.query())?)?;
+    // Past the retention period the raw metrics are (being) deleted: the walk stops there.
+    if let Some(expiry) = Expiry::at(clock::now_ms(), settings::retention_days(config::lookup())?) {
+        list_request.from_ms = list_request.from_ms.max(expiry.before_second * 1_000);
+    }
     let unavailable = |e: String| ApiError::unavailable(format!("key-value store: {e}"));
     let mut kv = Kv::open_default().map_err(unavailable)?;
     let types: Vec<String> = match &list_request.metric_type {

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use crate::api_error::ApiError;
-use crate::metric::{validate_metric, NewMetric};
+use crate::metric::{validate_metric, NewMetric, TimeLimits};
 
 pub const MAX_BATCH_ITEMS: usize = 1_000;
 pub const MAX_BATCH_BYTES: usize = 1 << 20;
@@ -35,8 +35,8 @@ fn too_many(count: usize) -> ApiError {
     ApiError::new(413, "payload_too_large", format!("the batch has {count} items; at most {MAX_BATCH_ITEMS} are allowed"))
 }
 
-/// Every item of `body`, validated at `now_ms`, in order.
-pub fn parse_batch(body: &[u8], format: BatchFormat, now_ms: i64, max_clock_skew_seconds: u64) -> Result<Vec<Result<NewMetric, ApiError>>, ApiError> {
+/// Every item of `body`, validated against `limits`, in order.
+pub fn parse_batch(body: &[u8], format: BatchFormat, limits: &TimeLimits) -> Result<Vec<Result<NewMetric, ApiError>>, ApiError> {
     if body.len() > MAX_BATCH_BYTES {
         return Err(ApiError::new(413, "payload_too_large", format!("the body is over {} MiB", MAX_BATCH_BYTES >> 20)));
     }
@@ -61,7 +61,7 @@ pub fn parse_batch(body: &[u8], format: BatchFormat, now_ms: i64, max_clock_skew
     if items.is_empty() {
         return Err(ApiError::new(422, "invalid_json", "the batch holds no metric"));
     }
-    Ok(items.into_iter().map(|item| item.and_then(|json| validate_metric(json, now_ms, max_clock_skew_seconds))).collect())
+    Ok(items.into_iter().map(|item| item.and_then(|json| validate_metric(json, limits))).collect())
 }
 
 #[cfg(test)]
@@ -79,23 +79,23 @@ mod tests {
         let array = format!("[{}, {{\"value\": 1}}, {}]", item(1), item(2));
         let lines = format!("{}\n\n{{\"value\": 1}}\n{}\n", item(1), item(2));
         for (body, format) in [(array, BatchFormat::Json), (lines, BatchFormat::Ndjson)] {
-            let items = parse_batch(body.as_bytes(), format, NOW, 300).unwrap();
+            let items = parse_batch(body.as_bytes(), format, &TimeLimits::at(NOW, 300)).unwrap();
             assert_eq!(items.len(), 3, "{format:?}");
             assert_eq!(items[0].as_ref().unwrap().value, 1.0);
             assert_eq!(items[1].as_ref().unwrap_err().status, 422);
             assert_eq!(items[2].as_ref().unwrap().value, 2.0);
         }
-        let broken = parse_batch(format!("{}\n{{nope\n", item(1)).as_bytes(), BatchFormat::Ndjson, NOW, 300).unwrap();
+        let broken = parse_batch(format!("{}\n{{nope\n", item(1)).as_bytes(), BatchFormat::Ndjson, &TimeLimits::at(NOW, 300)).unwrap();
         assert_eq!(broken[1].as_ref().unwrap_err().code, "invalid_json");
     }
 
     #[test]
     fn limits_and_shapes_are_enforced() {
         let many = format!("[{}]", (0..1_001).map(item).collect::<Vec<_>>().join(","));
-        assert_eq!(parse_batch(many.as_bytes(), BatchFormat::Json, NOW, 300).unwrap_err().status, 413);
-        assert_eq!(parse_batch(&vec![b' '; MAX_BATCH_BYTES + 1], BatchFormat::Json, NOW, 300).unwrap_err().status, 413);
+        assert_eq!(parse_batch(many.as_bytes(), BatchFormat::Json, &TimeLimits::at(NOW, 300)).unwrap_err().status, 413);
+        assert_eq!(parse_batch(&vec![b' '; MAX_BATCH_BYTES + 1], BatchFormat::Json, &TimeLimits::at(NOW, 300)).unwrap_err().status, 413);
         for body in ["{}", "[", "[]", ""] {
-            assert_eq!(parse_batch(body.as_bytes(), BatchFormat::Json, NOW, 300).unwrap_err().status, 422, "{body}");
+            assert_eq!(parse_batch(body.as_bytes(), BatchFormat::Json, &TimeLimits::at(NOW, 300)).unwrap_err().status, 422, "{body}");
         }
         assert_eq!(BatchFormat::from_content_type("application/x-ndjson; charset=utf-8"), Some(BatchFormat::Ndjson));
         assert_eq!(BatchFormat::from_content_type("text/csv"), None);

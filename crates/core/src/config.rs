@@ -77,6 +77,11 @@ pub fn breaker(lookup: Lookup) -> Result<Policy, ApiError> {
     })
 }
 
+/// `raw_retention_days`: how long raw metrics are kept (0: forever).
+pub fn retention_days(lookup: Lookup) -> Result<u64, ApiError> {
+    whole(lookup, "raw_retention_days", 0, 365 * 1_000)
+}
+
 /// `external_service_timeout_ms`.
 pub fn external_timeout_ms(lookup: Lookup) -> Result<u64, ApiError> {
     whole(lookup, "external_service_timeout_ms", 1, 600_000)

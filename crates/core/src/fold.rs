@@ -14,8 +14,9 @@ use std::collections::BTreeMap;
 
 use crate::aggregate::Aggregate;
 use crate::entries::{Chunk, ChunkRef};
+use crate::expiry::{sweep_step, Expiry};
 use crate::journal::Journal;
-use crate::keys::{bucket_key, journal_key, total_key};
+use crate::keys::{bucket_key, claim_key, journal_key, total_key};
 use crate::kv::{second_of, update, Change, Kv, StoreError};
 use crate::metric::Metric;
 use crate::time::{Bucket, Level};
@@ -62,20 +63,25 @@ pub fn apply(target: &Target, aggregate: &mut Aggregate, metric: &Metric) {
 }
 
 /// What a fold did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Folded {
     pub items: usize,
     /// Aggregates it went through (each one write at most), plus one for the
     /// entry chunks.
     pub targets: usize,
+    /// The retention sweep's step after it, if raw metrics expire: chunks
+    /// deleted, or why it could not (the next fold's step goes on from there).
+    pub swept: Option<Result<usize, StoreError>>,
 }
 
 /// Items with their `seq`.
 type Numbered<'a> = Vec<(u64, &'a Metric)>;
 
 /// Folds every item of `journal` (shard `shard` of `metric_type`, as read)
-/// into the aggregates and entry lists, then trims them off the shard.
-pub fn fold<K: Kv>(kv: &mut K, metric_type: &str, shard: usize, journal: &Journal) -> Result<Folded, StoreError> {
+/// into the entry chunks and aggregates, then trims them off the shard.
+/// With an `expiry`, seconds past it get no chunk (their ids' claims are
+/// deleted instead) and a step of the retention sweep follows.
+pub fn fold<K: Kv>(kv: &mut K, metric_type: &str, shard: usize, journal: &Journal, expiry: Option<Expiry>) -> Result<Folded, StoreError> {
     let through = journal.next_seq() - 1;
     if journal.items.is_empty() {
         return Ok(Folded::default());
@@ -88,15 +94,23 @@ pub fn fold<K: Kv>(kv: &mut K, metric_type: &str, shard: usize, journal: &Journa
         }
         by_second.entry(second_of(metric.timestamp_ms)).or_default().push((seq, metric));
     }
-    let chunks: Vec<(String, Vec<u8>)> = by_second
+    let keeps = |second: i64| expiry.is_none_or(|e| e.keeps(second));
+    let (kept, expired): (Vec<_>, Vec<_>) = by_second.iter().partition(|(second, _)| keeps(**second));
+    let chunks: Vec<(String, Vec<u8>)> = kept
         .iter()
         .map(|(second, items)| {
             let reference = ChunkRef { shard: shard as u16, through, after: 0 };
             let chunk = Chunk { items: items.iter().map(|(seq, m)| (*seq, (*m).clone())).collect() };
-            (reference.key(metric_type, *second), chunk.encode())
+            (reference.key(metric_type, **second), chunk.encode())
         })
         .collect();
-    kv.set_many(&chunks)?;
+    if !chunks.is_empty() {
+        kv.set_many(&chunks)?;
+    }
+    let claims: Vec<String> = expired.iter().flat_map(|(_, items)| items.iter().map(|(_, m)| claim_key(&m.id))).collect();
+    if !claims.is_empty() {
+        kv.delete_many(&claims)?;
+    }
     for (target, items) in &by_target {
         let key = target.key(metric_type);
         update(kv, &key, |current| {
@@ -111,8 +125,10 @@ pub fn fold<K: Kv>(kv: &mut K, metric_type: &str, shard: usize, journal: &Journa
             for (_, metric) in items.iter().filter(|(seq, _)| *seq > held) {
                 apply(target, &mut aggregate, metric);
             }
-            if matches!(target, Target::Bucket(Bucket { level: Level::Second, .. })) {
-                aggregate.chunks.push(ChunkRef { shard: shard as u16, through, after: held });
+            if let Target::Bucket(Bucket { level: Level::Second, index }) = target {
+                if keeps(*index) {
+                    aggregate.chunks.push(ChunkRef { shard: shard as u16, through, after: held });
+                }
             }
             aggregate.set_watermark(shard, through);
             Ok(Change::Write(aggregate.encode(), ()))
@@ -127,7 +143,8 @@ pub fn fold<K: Kv>(kv: &mut K, metric_type: &str, shard: usize, journal: &Journa
         journal.trim_through(through);
         Ok(Change::Write(journal.encode(), ()))
     })?;
-    Ok(Folded { items: journal.items.len(), targets: by_target.len() + 1 })
+    let swept = expiry.map(|expiry| sweep_step(kv, metric_type, expiry).map(|s| s.chunks));
+    Ok(Folded { items: journal.items.len(), targets: by_target.len() + 1, swept })
 }
 
 #[cfg(test)]

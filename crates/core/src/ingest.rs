@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::expiry::Expiry;
 use crate::fold::{fold, Folded};
 use crate::journal::{shard_of_id, Journal, FOLD_EVERY, SHARDS};
 use crate::aggregate::Aggregate;
@@ -83,11 +84,11 @@ enum Appended {
 /// append is what stores: it is idempotent per id, so any post with the
 /// same content may make it, and a post whose first attempt died is stored
 /// by its retry, whenever and wherever that runs.
-pub fn ingest<K: Kv>(kv: &mut K, metric: &Metric, client_id: bool, shard: usize) -> Result<Ingested, StoreError> {
+pub fn ingest<K: Kv>(kv: &mut K, metric: &Metric, client_id: bool, shard: usize, expiry: Option<Expiry>) -> Result<Ingested, StoreError> {
     if !client_id {
         let shard = shard % SHARDS;
         let watched = kv.watch(&journal_key(&metric.metric_type, shard))?;
-        let (_, fold) = append_and_fold(kv, watched, &[(metric, Known::Unique)], shard)?;
+        let (_, fold) = append_and_fold(kv, watched, &[(metric, Known::Unique)], shard, expiry)?;
         let retention = record_activity(kv, metric).err();
         return Ok(Ingested::Stored { shard, fold, retention });
     }
@@ -108,11 +109,11 @@ pub fn ingest<K: Kv>(kv: &mut K, metric: &Metric, client_id: bool, shard: usize)
             kv.increment(&claim, -fp)?;
             return Ok(Ingested::Conflict);
         }
-        return re_post(kv, metric, shard);
+        return re_post(kv, metric, shard, expiry);
     }
-    let stored = append_and_fold(kv, watched, &[(metric, Known::AbsentAt(absent_at))], shard).and_then(|(done, fold)| match done[0] {
+    let stored = append_and_fold(kv, watched, &[(metric, Known::AbsentAt(absent_at))], shard, expiry).and_then(|(done, fold)| match done[0] {
         Appended::Added | Appended::Held => Ok(fold),
-        Appended::Unsure => re_post(kv, metric, shard).map(|_| None),
+        Appended::Unsure => re_post(kv, metric, shard, expiry).map(|_| None),
     });
     match stored {
         Ok(fold) => {
@@ -133,7 +134,7 @@ pub fn ingest<K: Kv>(kv: &mut K, metric: &Metric, client_id: bool, shard: usize)
 /// A post of an id claimed before with the same content: a duplicate if
 /// the metric is stored, otherwise it stores it (the first post died, or is
 /// still under way: the append is idempotent either way).
-fn re_post<K: Kv>(kv: &mut K, metric: &Metric, shard: usize) -> Result<Ingested, StoreError> {
+fn re_post<K: Kv>(kv: &mut K, metric: &Metric, shard: usize, expiry: Option<Expiry>) -> Result<Ingested, StoreError> {
     for _ in 0..RECHECKS {
         let (found, absent_at) = find(kv, metric)?;
         if let Some(stored) = found {
@@ -143,7 +144,7 @@ fn re_post<K: Kv>(kv: &mut K, metric: &Metric, shard: usize) -> Result<Ingested,
             return Ok(if stored.same_content(metric) { Ingested::Duplicate } else { Ingested::Conflict });
         }
         let watched = kv.watch(&journal_key(&metric.metric_type, shard))?;
-        let (done, fold) = append_and_fold(kv, watched, &[(metric, Known::AbsentAt(absent_at))], shard)?;
+        let (done, fold) = append_and_fold(kv, watched, &[(metric, Known::AbsentAt(absent_at))], shard, expiry)?;
         match done[0] {
             Appended::Added => {
                 let retention = record_activity(kv, metric).err();
@@ -207,6 +208,7 @@ fn append_and_fold<K: Kv>(
     watched: (K::Cas, Option<Vec<u8>>),
     metrics: &[(&Metric, Known)],
     shard: usize,
+    expiry: Option<Expiry>,
 ) -> Result<(Vec<Appended>, Option<Result<Folded, StoreError>>), StoreError> {
     let metric_type = &metrics[0].0.metric_type;
     let key = journal_key(metric_type, shard);
@@ -247,7 +249,7 @@ fn append_and_fold<K: Kv>(
     if created {
         register_type(kv, metric_type)?;
     }
-    let fold = journal.due_since(before).then(|| fold(kv, metric_type, shard, &journal));
+    let fold = journal.due_since(before).then(|| fold(kv, metric_type, shard, &journal, expiry));
     Ok((done, fold))
 }
 
@@ -258,7 +260,7 @@ pub type BatchOutcome = Vec<Result<Ingested, StoreError>>;
 /// single ingest would, but each journal shard a batch touches is written
 /// once for all its items, and folded at most once. The same client id
 /// twice in one batch is one metric and one duplicate (or conflict).
-pub fn ingest_batch<K: Kv>(kv: &mut K, items: &[(Metric, bool)], random: u64) -> BatchOutcome {
+pub fn ingest_batch<K: Kv>(kv: &mut K, items: &[(Metric, bool)], random: u64, expiry: Option<Expiry>) -> BatchOutcome {
     let mut outcome: Vec<Option<Result<Ingested, StoreError>>> = vec![None; items.len()];
     let mut first_of_id: HashMap<&str, usize> = HashMap::new();
     // (type, shard) -> (index, what is known of its id) to store there.
@@ -303,7 +305,7 @@ pub fn ingest_batch<K: Kv>(kv: &mut K, items: &[(Metric, bool)], random: u64) ->
             Ok(total) if total - fp < 0 || (total - fp) % fp != 0 => {
                 outcome[index] = Some(kv.increment(&claim_key(&metric.id), -fp).map(|_| Ingested::Conflict));
             }
-            Ok(_) => outcome[index] = Some(re_post(kv, metric, shard_of_id(&metric.id))),
+            Ok(_) => outcome[index] = Some(re_post(kv, metric, shard_of_id(&metric.id), expiry)),
             Err(e) => outcome[index] = Some(Err(e)),
         }
     }
@@ -311,7 +313,7 @@ pub fn ingest_batch<K: Kv>(kv: &mut K, items: &[(Metric, bool)], random: u64) ->
         let metrics: Vec<(&Metric, Known)> = members.iter().map(|&(i, known)| (&items[i].0, known)).collect();
         let appended = kv
             .watch(&journal_key(metric_type, shard))
-            .and_then(|watched| append_and_fold(kv, watched, &metrics, shard));
+            .and_then(|watched| append_and_fold(kv, watched, &metrics, shard, expiry));
         match appended {
             Ok((done, fold)) => {
                 // One activity record per user and day of the group.
@@ -321,7 +323,7 @@ pub fn ingest_batch<K: Kv>(kv: &mut K, items: &[(Metric, bool)], random: u64) ->
                     let metric = &items[i].0;
                     if how == Appended::Unsure {
                         // Folded past its memory: the id is looked up again.
-                        outcome[i] = Some(re_post(kv, metric, shard).map(|o| match o {
+                        outcome[i] = Some(re_post(kv, metric, shard, expiry).map(|o| match o {
                             Ingested::Duplicate => Ingested::Stored { shard, fold: None, retention: None },
                             other => other,
                         }));
@@ -378,12 +380,12 @@ pub fn types(reader: &mut dyn crate::kv::Reader) -> Result<Vec<String>, StoreErr
 }
 
 /// Folds every shard of `metric_type` that holds items (for tests and tools).
-pub fn fold_all<K: Kv>(kv: &mut K, metric_type: &str) -> Result<usize, StoreError> {
+pub fn fold_all<K: Kv>(kv: &mut K, metric_type: &str, expiry: Option<Expiry>) -> Result<usize, StoreError> {
     let mut folded = 0;
     for shard in 0..crate::journal::SHARDS {
         let key = journal_key(metric_type, shard);
         if let Some(bytes) = kv.get(&key)? {
-            folded += fold(kv, metric_type, shard, &Journal::decode(&key, &bytes)?)?.items;
+            folded += fold(kv, metric_type, shard, &Journal::decode(&key, &bytes)?, expiry)?.items;
         }
     }
     Ok(folded)

@@ -7,7 +7,8 @@
 //! | `agg:{type}:{s\|m\|h\|d\|b\|e}:{index}` | aggregate of one time bucket ([`crate::time::Level`]), with per-shard watermarks; a second's lists its entry chunks |
 //! | `agg:{type}:all` | all-time aggregate, with the eras holding data |
 //! | `ent:{type}:{second}:{shard}:{through}` | metrics of one second that one fold added, for listing ([`crate::entries`]) |
-//! | `claim:{id}` | counter; whoever raises it to 1 owns the client id |
+//! | `claim:{id}` | counter the posts of a client id add their content's fingerprint to ([`crate::ingest`]) |
+//! | `swept:{type}` | how far the retention sweep got ([`crate::expiry`]) |
 //! | `types` | every metric type seen (JSON array) |
 //! | `init:{key}` | counter arbitrating who creates `key` ([`crate::kv::update`]) |
 
@@ -29,6 +30,10 @@ pub fn total_key(metric_type: &str) -> String {
 
 pub fn entries_key(metric_type: &str, second: i64, shard: usize, through: u64) -> String {
     format!("ent:{metric_type}:{second}:{shard}:{through}")
+}
+
+pub fn swept_key(metric_type: &str) -> String {
+    format!("swept:{metric_type}")
 }
 
 pub fn claim_key(id: &str) -> String {

@@ -61,7 +61,8 @@ pub trait Kv: Reader {
     fn set(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError>;
     /// All or nothing.
     fn set_many(&mut self, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError>;
-    fn delete(&mut self, key: &str) -> Result<(), StoreError>;
+    /// All or nothing; missing keys are no error.
+    fn delete_many(&mut self, keys: &[String]) -> Result<(), StoreError>;
     /// Adds `delta` atomically (missing counts as 0); returns the new value.
     fn increment(&mut self, key: &str, delta: i64) -> Result<i64, StoreError>;
     /// Opens a compare-and-swap on `key` and reads its current value.

@@ -9,6 +9,7 @@ pub mod batch;
 pub mod breaker;
 pub mod config;
 pub mod entries;
+pub mod expiry;
 pub mod fold;
 pub mod hll;
 pub mod ingest;

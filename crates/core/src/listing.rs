@@ -274,7 +274,7 @@ mod tests {
     /// Stores `metric`, spreading metrics over the shards.
     fn ingest_into(store: &mut MemoryStore, metric: &Metric) {
         let shard = metric.id.len() + metric.timestamp_ms as usize;
-        ingest(store, metric, false, shard).unwrap();
+        ingest(store, metric, false, shard, None).unwrap();
     }
 
     fn metric(i: usize, metric_type: &str, ts: i64) -> Metric {
@@ -317,7 +317,7 @@ mod tests {
             assert_eq!(pages.len(), 7);
             assert!(pages[..6].iter().all(|p| p.len() == 40));
             assert_eq!(pages.concat(), expected);
-            fold_all(&mut store, "cpu").unwrap();
+            fold_all(&mut store, "cpu", None).unwrap();
         }
     }
 
@@ -331,7 +331,7 @@ mod tests {
             ingest_into(&mut store, &metric(i, "busy", ts));
             expected.push((ts, format!("id{i:05}")));
         }
-        fold_all(&mut store, "busy").unwrap();
+        fold_all(&mut store, "busy", None).unwrap();
         expected.sort_by(|a, b| b.cmp(a));
         let pages = all_pages(&mut store, "type=busy&limit=7", &[]);
         assert_eq!(pages.concat(), expected.into_iter().map(|(_, id)| id).collect::<Vec<_>>());

@@ -39,9 +39,10 @@ pub struct MemoryStore {
     /// After this many more writes, every operation of this handle fails, as
     /// if its request died there.
     pub writes_left: Option<usize>,
-    /// Keys read and writes made through this handle.
+    /// Keys read, writes made and bytes written (keys and values) through this handle.
     pub reads: usize,
     pub writes: usize,
+    pub bytes_written: usize,
     pub slept_ms: u64,
     /// Sleep for real (a thousandth of the time asked), for tests with threads.
     pub real_sleep: bool,
@@ -158,17 +159,23 @@ impl Kv for MemoryStore {
     fn set(&mut self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.begin()?.insert(key.to_string(), value.to_vec());
         self.wrote();
+        self.bytes_written += key.len() + value.len();
         Ok(())
     }
 
     fn set_many(&mut self, entries: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
         self.begin()?.extend(entries.iter().cloned());
         self.wrote();
+        self.bytes_written += entries.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
         Ok(())
     }
 
-    fn delete(&mut self, key: &str) -> Result<(), StoreError> {
-        self.begin()?.remove(key);
+    fn delete_many(&mut self, keys: &[String]) -> Result<(), StoreError> {
+        let mut values = self.begin()?;
+        for key in keys {
+            values.remove(key);
+        }
+        drop(values);
         self.wrote();
         Ok(())
     }
@@ -213,6 +220,7 @@ impl Kv for MemoryStore {
         };
         if written {
             self.wrote();
+            self.bytes_written += cas.key.len() + value.len();
         }
         if written && swaps != SwapBehaviour::SpinV4_0_2 {
             return Ok(Swap::Written);

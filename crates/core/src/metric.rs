@@ -132,9 +132,41 @@ fn invalid(details: Vec<FieldError>) -> ApiError {
     ApiError::new(422, "validation_failed", format!("invalid fields: {}", fields.join(", "))).with_details(details)
 }
 
-/// Parses and validates an ingest body at time `now_ms`. Every problem is
-/// reported at once, field by field.
-pub fn parse_new_metric(body: &[u8], now_ms: i64, max_clock_skew_seconds: u64) -> Result<NewMetric, ApiError> {
+/// The timestamps a metric may carry, as of `now_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeLimits {
+    pub now_ms: i64,
+    /// How far in the future.
+    pub max_clock_skew_seconds: u64,
+    /// How far in the past: raw metrics are kept this many days (0: forever).
+    pub retention_days: u64,
+}
+
+impl TimeLimits {
+    /// No limit in the past.
+    pub fn at(now_ms: i64, max_clock_skew_seconds: u64) -> TimeLimits {
+        TimeLimits { now_ms, max_clock_skew_seconds, retention_days: 0 }
+    }
+
+    /// Why `ms` is refused, if it is.
+    fn check(&self, ms: i64) -> Result<i64, String> {
+        if ms > self.now_ms.saturating_add(self.max_clock_skew_seconds as i64 * MS_PER_SECOND) {
+            return Err(format!("is more than {} s in the future", self.max_clock_skew_seconds));
+        }
+        match crate::expiry::Expiry::earliest_accepted_ms(self.now_ms, self.retention_days) {
+            Some(earliest) if ms < earliest => Err(format!(
+                "is older than the {} days raw metrics are kept (raw_retention_days); the earliest accepted now is {}",
+                self.retention_days,
+                format_timestamp(earliest)
+            )),
+            _ => Ok(ms),
+        }
+    }
+}
+
+/// Parses and validates an ingest body. Every problem is reported at once,
+/// field by field.
+pub fn parse_new_metric(body: &[u8], limits: &TimeLimits) -> Result<NewMetric, ApiError> {
     let json: Value = serde_json::from_slice(body).map_err(|e| {
         let message = if std::str::from_utf8(body).is_err() {
             "the body is not UTF-8 text".to_string()
@@ -143,11 +175,11 @@ pub fn parse_new_metric(body: &[u8], now_ms: i64, max_clock_skew_seconds: u64) -
         };
         ApiError::new(422, "invalid_json", message)
     })?;
-    validate_metric(json, now_ms, max_clock_skew_seconds)
+    validate_metric(json, limits)
 }
 
 /// Validates one metric given as JSON (a body, or an item of a batch).
-pub fn validate_metric(json: Value, now_ms: i64, max_clock_skew_seconds: u64) -> Result<NewMetric, ApiError> {
+pub fn validate_metric(json: Value, limits: &TimeLimits) -> Result<NewMetric, ApiError> {
     let Value::Object(object) = json else {
         return Err(ApiError::new(
             422,
@@ -162,14 +194,7 @@ pub fn validate_metric(json: Value, now_ms: i64, max_clock_skew_seconds: u64) ->
             errors.push(FieldError::new("timestamp", "is required (RFC 3339, e.g. 2026-02-18T12:00:00Z)"));
             None
         }
-        Some(Value::String(text)) => match parse_timestamp(text) {
-            Ok(ms) if ms > now_ms.saturating_add(max_clock_skew_seconds as i64 * MS_PER_SECOND) => {
-                errors.push(FieldError::new(
-                    "timestamp",
-                    format!("is more than {max_clock_skew_seconds} s in the future"),
-                ));
-                None
-            }
+        Some(Value::String(text)) => match parse_timestamp(text).and_then(|ms| limits.check(ms)) {
             Ok(ms) => Some(ms),
             Err(message) => {
                 errors.push(FieldError::new("timestamp", message));
@@ -308,11 +333,23 @@ mod tests {
     const NOW: i64 = 1_771_416_000_000; // 2026-02-18T12:00:00Z
 
     fn parse(body: &str) -> Result<NewMetric, ApiError> {
-        parse_new_metric(body.as_bytes(), NOW, 300)
+        parse_new_metric(body.as_bytes(), &TimeLimits::at(NOW, 300))
     }
 
     fn fields(err: ApiError) -> Vec<String> {
         err.details.into_iter().map(|d| d.field).collect()
+    }
+
+    #[test]
+    fn with_a_retention_period_older_metrics_are_refused_by_name() {
+        let limits = TimeLimits { retention_days: 30, ..TimeLimits::at(NOW, 300) };
+        let old = r#"{"timestamp": "2026-01-18T11:59:59Z", "value": 1, "type": "cpu"}"#;
+        let err = parse_new_metric(old.as_bytes(), &limits).unwrap_err();
+        assert_eq!((err.status, fields(err.clone())), (422, vec!["timestamp".to_string()]));
+        assert!(err.details[0].message.contains("30 days") && err.details[0].message.contains("2026-01-19T12:00:00Z"), "{:?}", err.details);
+        let recent = r#"{"timestamp": "2026-01-19T12:00:00Z", "value": 1, "type": "cpu"}"#;
+        assert!(parse_new_metric(recent.as_bytes(), &limits).is_ok());
+        assert!(parse(old).is_ok(), "kept forever by default");
     }
 
     #[test]
@@ -364,7 +401,7 @@ mod tests {
         assert_eq!(parse(r#"{"value": 1e400}"#).unwrap_err().code, "invalid_json");
         let nested = "[".repeat(10_000) + &"]".repeat(10_000);
         assert_eq!(parse(&nested).unwrap_err().code, "invalid_json");
-        let err = parse_new_metric(&[0xff, 0xfe, b'{'], NOW, 300).unwrap_err();
+        let err = parse_new_metric(&[0xff, 0xfe, b'{'], &TimeLimits::at(NOW, 300)).unwrap_err();
         assert!(err.message.contains("UTF-8"), "{}", err.message);
     }
 

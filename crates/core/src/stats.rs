@@ -330,9 +330,9 @@ mod tests {
         let days = 20 * 365 + 5;
         for d in 0..days {
             let m = Metric::new(format!("d{d}"), "price", (d % 100) as f64, start + d * DAY_MS + 36_000_000);
-            ingest(&mut store, &m, false, d as usize).unwrap();
+            ingest(&mut store, &m, false, d as usize, None).unwrap();
         }
-        fold_all(&mut store, "price").unwrap();
+        fold_all(&mut store, "price", None).unwrap();
         let request = SeriesRequest::parse(&Query::parse("type=price&from=1995-01-01T00:00:00Z&to=2015-01-01T00:00:00Z&step=1y").unwrap(), at("2026-01-01T00:00:00Z")).unwrap();
         let mut reader = store.request();
         let s = series(&mut reader, &request).unwrap();
@@ -367,7 +367,7 @@ mod tests {
         for (d, users) in [(0, 0..10), (1, 5..15)] {
             for u in users {
                 for t in ["a", "b"] {
-                    ingest(&mut store, &user_metric(i, t, &format!("u{u}"), day(d)), false, i).unwrap();
+                    ingest(&mut store, &user_metric(i, t, &format!("u{u}"), day(d)), false, i, None).unwrap();
                     i += 1;
                 }
             }
@@ -380,8 +380,8 @@ mod tests {
             assert_eq!(counts, [10, 10], "folded: {folded}");
             let weekly = active_users(&mut store, &q("type=a&interval=week&from=2026-02-16T00:00:00Z&to=2026-02-17T00:00:00Z"), &[]).unwrap();
             assert_eq!(weekly["data"][0]["active_users"], 15);
-            fold_all(&mut store, "a").unwrap();
-            fold_all(&mut store, "b").unwrap();
+            fold_all(&mut store, "a", None).unwrap();
+            fold_all(&mut store, "b", None).unwrap();
         }
     }
 
@@ -391,10 +391,10 @@ mod tests {
         let now = at("2026-02-18T12:00:00Z");
         for (t, n) in [("x", 3), ("y", 7), ("z", 1)] {
             for i in 0..n {
-                ingest(&mut store, &Metric::new(format!("{t}{i}"), t, 1.0, now - 60_000), false, i).unwrap();
+                ingest(&mut store, &Metric::new(format!("{t}{i}"), t, 1.0, now - 60_000), false, i, None).unwrap();
             }
         }
-        ingest(&mut store, &Metric::new("old", "z", 1.0, now - 3 * DAY_MS), false, 0).unwrap();
+        ingest(&mut store, &Metric::new("old", "z", 1.0, now - 3 * DAY_MS), false, 0, None).unwrap();
         let request = TopTypesRequest::parse(&Query::parse("limit=2").unwrap(), now).unwrap();
         let types = ["x".to_string(), "y".to_string(), "z".to_string()];
         let top = top_types(&mut store, &request, &types).unwrap();
@@ -411,7 +411,7 @@ mod tests {
             // Every 30 s for an hour, skipping minutes 10 to 19.
             let ts = base + i * 30_000;
             if !(20..40).contains(&i) {
-                ingest(&mut store, &Metric::new(format!("s{i}"), "cpu", i as f64, ts), false, i as usize).unwrap();
+                ingest(&mut store, &Metric::new(format!("s{i}"), "cpu", i as f64, ts), false, i as usize, None).unwrap();
             }
         }
         let q = |text: &str| SeriesRequest::parse(&Query::parse(text).unwrap(), base + 3_600_000);
@@ -423,7 +423,7 @@ mod tests {
             assert_eq!(counts, [10, 10, 0, 0, 10, 10, 10, 10, 10, 10, 10, 10], "folded: {folded}");
             assert_eq!(s["points"][0]["start"], "2026-02-18T12:00:00Z");
             assert_eq!(s["points"][1]["avg"], 14.5);
-            fold_all(&mut store, "cpu").unwrap();
+            fold_all(&mut store, "cpu", None).unwrap();
         }
         // Unix seconds and Prometheus' names work too; too many points do not.
         let unix = q(&format!("type=cpu&start={}&end={}&step=60", base / 1000, base / 1000 + 600)).unwrap();

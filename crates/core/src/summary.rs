@@ -346,7 +346,7 @@ mod window_tests {
         let mut store = MemoryStore::default();
         for (i, (value, ts)) in points.iter().enumerate() {
             let metric = Metric::new(format!("m{i}"), "cpu", *value, *ts);
-            ingest(&mut store, &metric, false, i % shards).unwrap();
+            ingest(&mut store, &metric, false, i % shards, None).unwrap();
         }
         store
     }
@@ -370,7 +370,7 @@ mod window_tests {
             assert_eq!(sum(&mut store, "type=cpu&period=daily"), 15.0);
             assert_eq!(sum(&mut store, "type=cpu"), 31.0);
             assert_eq!(sum(&mut store, "type=other"), 0.0);
-            fold_all(&mut store, "cpu").unwrap();
+            fold_all(&mut store, "cpu", None).unwrap();
         }
     }
 
@@ -400,7 +400,7 @@ mod window_tests {
             let pending = Pending::read(&mut store, "cpu").unwrap();
             let mut dying = store.request();
             dying.writes_left = Some(writes);
-            let finished = crate::fold::fold(&mut dying, "cpu", 0, &journal).is_ok();
+            let finished = crate::fold::fold(&mut dying, "cpu", 0, &journal, None).is_ok();
             for q in ["type=cpu&period=hourly", "type=cpu", "type=cpu&from=2026-02-18T11:58:00Z&to=2026-02-18T11:59:30Z"] {
                 let request = request(q);
                 let window = window_aggregate(&mut store, &request, &pending).unwrap();
@@ -425,7 +425,7 @@ mod window_tests {
         let start = parse_instant("1990-06-01T00:00:00Z").unwrap();
         let points: Vec<(f64, i64)> = (0..25 * 365).map(|d| (1.0 + (d % 7) as f64, start + d * day + 1_234)).collect();
         let mut store = store_with(&points);
-        fold_all(&mut store, "cpu").unwrap();
+        fold_all(&mut store, "cpu", None).unwrap();
         let q = "type=cpu&from=1991-01-01T00:00:00Z&to=2011-01-01T00:00:00Z";
         let (from, to) = (parse_instant("1991-01-01T00:00:00Z").unwrap(), parse_instant("2011-01-01T00:00:00Z").unwrap());
         let exact: Vec<f64> = points.iter().filter(|(_, t)| (from..to).contains(t)).map(|(v, _)| *v).collect();
@@ -445,7 +445,7 @@ mod window_tests {
         let reads = |n: i64| {
             let points: Vec<(f64, i64)> = (0..n).map(|i| (i as f64, NOW - (i * 2_592_000_000 / n))).collect();
             let mut store = store_with(&points);
-            fold_all(&mut store, "cpu").unwrap();
+            fold_all(&mut store, "cpu", None).unwrap();
             let mut reader = store.request();
             let pending = Pending::read(&mut reader, "cpu").unwrap();
             let aggregate = window_aggregate(&mut reader, &q, &pending).unwrap();

@@ -65,7 +65,7 @@ fn concurrent_ingests_are_each_counted_once_on_every_store() {
                         let id = if shared { format!("shared-{i}") } else { format!("t{thread}-{i}") };
                         let value = i as f64;
                         let m = metric(&id, "load", value, NOW - (i as i64 % 90) * 1_000);
-                        match ingest(&mut kv, &m, shared, thread * 7 + i).unwrap() {
+                        match ingest(&mut kv, &m, shared, thread * 7 + i, None).unwrap() {
                             Ingested::Stored { fold, .. } => {
                                 if let Some(Err(e)) = fold {
                                     panic!("{behaviour:?}: fold failed: {e}");
@@ -96,7 +96,7 @@ fn concurrent_ingests_are_each_counted_once_on_every_store() {
         assert!(ids.iter().cloned().eq(acknowledged.keys().cloned()));
         // Folding what is left changes no answer.
         let mut kv = store.request();
-        fold_all(&mut kv, "load").unwrap();
+        fold_all(&mut kv, "load", None).unwrap();
         assert_eq!(totals(&store, "load"), (expected, sum), "{behaviour:?}");
         assert_eq!(listed(&store, "load").len() as u64, expected);
     }
@@ -114,7 +114,7 @@ fn run_with_a_crash(behaviour: SwapBehaviour, with_ids: bool, dies_at: usize, wr
         if i == dies_at {
             kv.writes_left = Some(writes);
         }
-        match ingest(&mut kv, &m, with_ids, i % 3) {
+        match ingest(&mut kv, &m, with_ids, i % 3, None) {
             Ok(Ingested::Stored { .. }) => {
                 acknowledged.insert(m.id.clone(), m.value);
             }
@@ -124,7 +124,7 @@ fn run_with_a_crash(behaviour: SwapBehaviour, with_ids: bool, dies_at: usize, wr
                 if with_ids {
                     // The client retries; the id makes that safe.
                     let mut retry = store.request();
-                    match ingest(&mut retry, &m, true, 0).unwrap() {
+                    match ingest(&mut retry, &m, true, 0, None).unwrap() {
                         Ingested::Stored { .. } | Ingested::Duplicate => {
                             acknowledged.insert(m.id.clone(), m.value);
                         }
@@ -168,7 +168,7 @@ fn a_request_that_dies_after_any_write_loses_nothing_acknowledged_and_counts_not
                 assert_eq!(ids.len() as u64, count, "the listing agrees with the count");
                 // Later folds repair what the dead one left half done.
                 let mut kv = store.request();
-                fold_all(&mut kv, "crash").unwrap();
+                fold_all(&mut kv, "crash", None).unwrap();
                 assert_eq!(totals(&store, "crash"), (count, sum), "{behaviour:?} ids={with_ids} writes={writes}");
                 if lost.is_none() {
                     break;
@@ -182,13 +182,13 @@ fn a_request_that_dies_after_any_write_loses_nothing_acknowledged_and_counts_not
 fn a_re_posted_id_with_other_content_is_a_conflict_and_stores_nothing() {
     let mut kv = MemoryStore::default();
     let first = metric("order-1", "orders", 3.0, NOW);
-    assert!(matches!(ingest(&mut kv, &first, true, 0).unwrap(), Ingested::Stored { .. }));
-    assert_eq!(ingest(&mut kv, &first, true, 5).unwrap(), Ingested::Duplicate);
+    assert!(matches!(ingest(&mut kv, &first, true, 0, None).unwrap(), Ingested::Stored { .. }));
+    assert_eq!(ingest(&mut kv, &first, true, 5, None).unwrap(), Ingested::Duplicate);
     for changed in [metric("order-1", "orders", 4.0, NOW), metric("order-1", "orders", 3.0, NOW - 1), metric("order-1", "other", 3.0, NOW)] {
-        assert_eq!(ingest(&mut kv, &changed, true, 0).unwrap(), Ingested::Conflict, "{changed:?}");
+        assert_eq!(ingest(&mut kv, &changed, true, 0, None).unwrap(), Ingested::Conflict, "{changed:?}");
     }
     // A retry of the original still answers as a duplicate after the conflicts.
-    assert_eq!(ingest(&mut kv, &first, true, 0).unwrap(), Ingested::Duplicate);
+    assert_eq!(ingest(&mut kv, &first, true, 0, None).unwrap(), Ingested::Duplicate);
     assert_eq!(totals(&kv, "orders"), (1, 3.0));
     assert_eq!(totals(&kv, "other"), (0, 0.0));
 }
@@ -203,7 +203,7 @@ fn writes_per_metric_stay_near_one() {
             // 500 metrics a second, as a busy type under `spin up` would see.
             let m = metric(&format!("m{i}"), "busy", 1.0, NOW + (i as i64 * 2));
             let mut kv = store.request();
-            ingest(&mut kv, &m, false, i).unwrap();
+            ingest(&mut kv, &m, false, i, None).unwrap();
             writes += kv.writes;
         }
         let per_metric = writes as f64 / n as f64;
@@ -215,7 +215,7 @@ fn writes_per_metric_stay_near_one() {
 fn the_store_error_of_a_dead_request_is_reported() {
     let mut kv = MemoryStore::default();
     kv.writes_left = Some(0);
-    assert!(ingest(&mut kv, &metric("a", "t", 1.0, NOW), false, 0).is_err());
+    assert!(ingest(&mut kv, &metric("a", "t", 1.0, NOW), false, 0, None).is_err());
     assert!(kv.increment("x", 1).is_err());
 }
 
@@ -231,7 +231,7 @@ fn a_batch_writes_each_shard_once_and_keeps_ids_idempotent() {
         items.push((metric("id-3", "batch", 2.0, NOW), true));
         items.push((metric("id-4", "batch", 9.0, NOW), true));
         let mut kv = store.request();
-        let outcome = ingest_batch(&mut kv, &items, 7);
+        let outcome = ingest_batch(&mut kv, &items, 7, None);
         let stored = outcome.iter().filter(|o| matches!(o, Ok(Ingested::Stored { .. }))).count();
         assert_eq!(stored, 520, "{behaviour:?}");
         assert_eq!(outcome[520], Ok(Ingested::Duplicate));
@@ -241,7 +241,7 @@ fn a_batch_writes_each_shard_once_and_keeps_ids_idempotent() {
         assert_eq!(totals(&store, "batch"), (520, 540.0), "{behaviour:?}");
         // The same batch again: every id is a duplicate, nothing is stored twice.
         let again: Vec<(Metric, bool)> = items[500..520].to_vec();
-        let outcome = ingest_batch(&mut store.request(), &again, 8);
+        let outcome = ingest_batch(&mut store.request(), &again, 8, None);
         assert!(outcome.iter().all(|o| *o == Ok(Ingested::Duplicate)), "{outcome:?}");
         assert_eq!(totals(&store, "batch"), (520, 540.0));
         assert_eq!(listed(&store, "batch").len(), 520);
@@ -265,19 +265,19 @@ fn a_first_post_that_resumes_after_its_retry_and_many_folds_adds_nothing() {
             let others = TRIMMED_MEMORY + 2 * FOLD_EVERY;
             // The shard exists already: stalls while a key is being created
             // are `kv::update`'s concern (and its tests').
-            ingest(&mut store.request(), &metric("filler-first", "orders", 1.0, NOW - 999), false, shard).unwrap();
+            ingest(&mut store.request(), &metric("filler-first", "orders", 1.0, NOW - 999), false, shard, None).unwrap();
             let mut first = store.request();
             let (background, retry) = (store.clone(), slow.clone());
             first.stall_before(stalled_at, move || {
-                let outcome = ingest(&mut background.request(), &retry, true, 0);
+                let outcome = ingest(&mut background.request(), &retry, true, 0, None);
                 // Before the claim, the retry is the first post; after it, a re-post that stores.
                 assert!(matches!(outcome, Ok(Ingested::Stored { .. })), "{outcome:?}");
                 for i in 0..others {
                     let m = metric(&format!("filler-{i}"), "orders", 1.0, NOW - 1_000 - i as i64);
-                    ingest(&mut background.request(), &m, false, shard).unwrap();
+                    ingest(&mut background.request(), &m, false, shard, None).unwrap();
                 }
             });
-            let outcome = ingest(&mut first, &slow, true, 0).unwrap();
+            let outcome = ingest(&mut first, &slow, true, 0, None).unwrap();
             if first.stall_pending() {
                 assert!(stalled_at > 2, "{behaviour:?}: the post ended after {stalled_at} operations");
                 break;
@@ -288,7 +288,7 @@ fn a_first_post_that_resumes_after_its_retry_and_many_folds_adds_nothing() {
             let listed = listed(&store, "orders");
             assert_eq!(listed.iter().filter(|id| *id == "order-7").count(), 1, "{behaviour:?} at {stalled_at}");
             assert_eq!(listed.len() as u64, expected.0);
-            assert_eq!(ingest(&mut store.request(), &slow, true, 3).unwrap(), Ingested::Duplicate);
+            assert_eq!(ingest(&mut store.request(), &slow, true, 3, None).unwrap(), Ingested::Duplicate);
         }
     }
 }
@@ -303,13 +303,13 @@ fn an_id_whose_first_post_died_anywhere_is_stored_by_its_retry() {
             // A shard close to folding, so the dying post's writes include a fold's.
             for i in 0..63 {
                 let m = metric(&format!("before-{i}"), "pay", 1.0, NOW - i * 1_000);
-                ingest(&mut store.request(), &m, false, analytics_core::journal::shard_of_id("pay-1")).unwrap();
+                ingest(&mut store.request(), &m, false, analytics_core::journal::shard_of_id("pay-1"), None).unwrap();
             }
             let m = metric("pay-1", "pay", 5.0, NOW);
             let mut dying = store.request();
             dying.writes_left = Some(writes);
-            let died = ingest(&mut dying, &m, true, 0).is_err();
-            let retried = ingest(&mut store.request(), &m, true, 0).unwrap();
+            let died = ingest(&mut dying, &m, true, 0, None).is_err();
+            let retried = ingest(&mut store.request(), &m, true, 0, None).unwrap();
             if died {
                 assert!(matches!(retried, Ingested::Stored { .. } | Ingested::Duplicate), "{behaviour:?} {writes}: {retried:?}");
             } else {

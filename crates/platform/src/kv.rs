@@ -79,8 +79,8 @@ impl CoreKv for Kv {
         batch::set_many(&self.bucket, entries).map_err(failed)
     }
 
-    fn delete(&mut self, key: &str) -> Result<(), StoreError> {
-        self.bucket.delete(key).map_err(failed)
+    fn delete_many(&mut self, keys: &[String]) -> Result<(), StoreError> {
+        batch::delete_many(&self.bucket, keys).map_err(failed)
     }
 
     fn increment(&mut self, key: &str, delta: i64) -> Result<i64, StoreError> {
