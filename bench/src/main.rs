@@ -24,6 +24,7 @@ mod host;
 mod load;
 mod report;
 mod seed;
+mod soak;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -72,6 +73,10 @@ struct Cli {
     /// Leave out the replica scenarios.
     #[arg(long)]
     no_replicas: bool,
+    /// Instead of the scenarios: the soak, this many minutes of the mixed
+    /// load per store mode, measured minute by minute.
+    #[arg(long, value_name = "MINUTES")]
+    soak: Option<usize>,
     /// Which parts to run: `api` (every scenario through the host) and `disk`
     /// (bytes per metric and the fold's cost, natively).
     #[arg(long, value_enum, value_delimiter = ',', default_values = ["api", "disk"])]
@@ -226,6 +231,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Seed { metric_type: format!("bench_{SMALL}"), count: SMALL },
         Seed { metric_type: format!("bench_{}", cli.large), count: cli.large },
     ];
+    if let Some(minutes) = cli.soak {
+        return soak(&cli, &root, &host_bin, work.path(), &stores, minutes).await;
+    }
     let template = work.path().join("seed.db");
     let api = cli.parts.contains(&Part::Api);
     let stats = if api {
@@ -312,6 +320,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let path = report::save(&run, &dir)?;
     println!("\nbench: results written to {}", path.display());
     drop(work);
+    Ok(())
+}
+
+/// The soak in each store mode, on a real redis-server, from an empty store.
+async fn soak(cli: &Cli, root: &Path, host_bin: &Path, work: &Path, stores: &[Store], minutes: usize) -> anyhow::Result<()> {
+    ensure!(minutes >= 2, "a soak needs at least 2 minutes (the first is the warm-up)");
+    let mut soaks = Vec::new();
+    for &store in stores {
+        let section = Section { store, redis: RedisKind::External };
+        println!("\nbench: --- soak, {} for {minutes} min ---", section.name());
+        let redis = RedisServer::start(&cli.redis_server, work).context("starting redis-server (apt-get install redis-server)")?;
+        let state_dir = work.join(format!("soak-{}", section.name().replace('/', "-")));
+        let log = work.join(format!("soak-{}.log", section.name().replace('/', "-")));
+        let mut host = Host::start(&HostConfig {
+            binary: host_bin,
+            manifest: &root.join("spin.toml"),
+            state_dir: &state_dir,
+            redis: RedisKind::External,
+            store_mode: if store == Store::Spin { "spin" } else { "fast" },
+            runtime_config: None,
+            variables: &app_variables(Some(&redis), &[]),
+            log: &log,
+        })
+        .await?;
+        let result = soak::run(&mut host, &section.name(), minutes, CONNECTIONS).await;
+        let stopped = host.stop();
+        redis.stop()?;
+        soaks.push(result?);
+        stopped?;
+    }
+    print!("{}", soak::render(&soaks));
+    let dir = cli.results_dir.clone().unwrap_or_else(|| root.join("bench").join("results"));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("soak-{}.json", SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())));
+    std::fs::write(&path, serde_json::to_string_pretty(&serde_json::json!({"git_commit": git_commit(root), "minutes": minutes, "soaks": soaks}))?)?;
+    println!("\nbench: soak results written to {}", path.display());
     Ok(())
 }
 
