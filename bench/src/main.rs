@@ -323,13 +323,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The soak in each store mode, on a real redis-server, from an empty store.
+/// The soak of every store mode at once (the modes share the machine, and
+/// the connections), each on its own redis-server, from an empty store.
 async fn soak(cli: &Cli, root: &Path, host_bin: &Path, work: &Path, stores: &[Store], minutes: usize) -> anyhow::Result<()> {
     ensure!(minutes >= 2, "a soak needs at least 2 minutes (the first is the warm-up)");
-    let mut soaks = Vec::new();
+    let connections = (CONNECTIONS / stores.len()).max(1);
+    let mut running = Vec::new();
     for &store in stores {
         let section = Section { store, redis: RedisKind::External };
-        println!("\nbench: --- soak, {} for {minutes} min ---", section.name());
+        println!("bench: soak {} for {minutes} min over {connections} connections", section.name());
         let redis = RedisServer::start(&cli.redis_server, work).context("starting redis-server (apt-get install redis-server)")?;
         let state_dir = work.join(format!("soak-{}", section.name().replace('/', "-")));
         let log = work.join(format!("soak-{}.log", section.name().replace('/', "-")));
@@ -344,11 +346,19 @@ async fn soak(cli: &Cli, root: &Path, host_bin: &Path, work: &Path, stores: &[St
             log: &log,
         })
         .await?;
-        let result = soak::run(&mut host, &section.name(), minutes, CONNECTIONS).await;
-        let stopped = host.stop();
-        redis.stop()?;
-        soaks.push(result?);
-        stopped?;
+        running.push(tokio::spawn(async move {
+            let result = soak::run(&mut host, &section.name(), minutes, connections).await;
+            let stopped = host.stop();
+            let redis_stopped = redis.stop();
+            let soak = result?;
+            stopped?;
+            redis_stopped?;
+            anyhow::Ok(soak)
+        }));
+    }
+    let mut soaks = Vec::new();
+    for task in running {
+        soaks.push(task.await.context("a soak task panicked")??);
     }
     print!("{}", soak::render(&soaks));
     let dir = cli.results_dir.clone().unwrap_or_else(|| root.join("bench").join("results"));

@@ -149,16 +149,32 @@ impl Aggregate {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Aggregate, DecodeError> {
-        match bytes.split_first() {
-            Some((&MAGIC, rest)) => postcard::from_bytes(rest).map_err(|e| DecodeError(e.to_string())),
-            _ => Err(DecodeError("not an aggregate".into())),
+        let aggregate: Aggregate = match bytes.split_first() {
+            Some((&MAGIC, rest)) => postcard::from_bytes(rest).map_err(|e| DecodeError(e.to_string()))?,
+            _ => return Err(DecodeError("not an aggregate".into())),
+        };
+        if !aggregate.sketch.well_formed() {
+            return Err(DecodeError("its quantile sketch is malformed".into()));
         }
+        if aggregate.users.as_ref().is_some_and(|users| !users.well_formed()) {
+            return Err(DecodeError("its distinct-user sketch is malformed".into()));
+        }
+        Ok(aggregate)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl Sketch {
+        /// The positive bins in descending order: what no sketch holds.
+        fn reverse_for_test(&mut self) {
+            let mut value: serde_json::Value = serde_json::to_value(&*self).unwrap();
+            value["positive"].as_array_mut().unwrap().reverse();
+            *self = serde_json::from_value(value).unwrap();
+        }
+    }
 
     #[test]
     fn latest_is_by_timestamp_not_arrival() {
@@ -204,5 +220,29 @@ mod tests {
         assert!(Aggregate::decode(&[0xA6, 0]).is_err(), "the layout before watermarks");
         assert!(Aggregate::decode(&[0xA7, 0]).is_err(), "the layout before eras and chunks");
         assert!(Aggregate::decode(&[MAGIC, 0xFF, 0xFF]).is_err());
+    }
+
+    /// Found by fuzzing (`fuzz/fuzz_targets/stored_values.rs`): a value whose
+    /// sketch bins were out of order made merging allocate without bound.
+    #[test]
+    fn a_malformed_sketch_is_refused_not_merged() {
+        let crash = b"\xa8\x22\xa8\xa8\xc8\xa8\xa8\x20\x2e\xa8\x20\x61\x22\x00\x00\x00\x00\x00\x00\x00\x00\x00\xa8\xa8\xa8\x00\x00\x00\x00\x00\x00\x00\xa8\xa8\xa8\xa8\xa8\xff\xff\xff\x09\x03\x20\x00\x00\x00\x00\x00\x00\xe7\x00\x00\x00\x00\x00\x00\x00";
+        match Aggregate::decode(crash) {
+            Ok(a) => {
+                let _ = Aggregate::merged(&[a.clone(), a]);
+            }
+            Err(e) => assert!(e.0.contains("malformed") || !e.0.is_empty()),
+        }
+        let mut unsorted = Aggregate::default();
+        unsorted.record(1.0, 1);
+        unsorted.record(1_000.0, 2);
+        let mut bytes = unsorted.encode();
+        let encoded = postcard::to_allocvec(&unsorted.sketch).unwrap();
+        let mut swapped = unsorted.sketch.clone();
+        swapped.reverse_for_test();
+        let bad = postcard::to_allocvec(&swapped).unwrap();
+        let at = bytes.windows(encoded.len()).position(|w| w == encoded.as_slice()).unwrap();
+        bytes.splice(at..at + encoded.len(), bad);
+        assert!(Aggregate::decode(&bytes).unwrap_err().0.contains("malformed"));
     }
 }

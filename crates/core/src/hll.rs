@@ -41,6 +41,18 @@ fn split(hash: u64) -> (usize, u8) {
 }
 
 impl Hll {
+    /// Whether a decoded sketch is one this code could have made: all
+    /// registers when dense, set registers in ascending order and in range
+    /// when sparse.
+    pub fn well_formed(&self) -> bool {
+        match self {
+            Hll::Dense(registers) => registers.len() == M,
+            Hll::Sparse(entries) => {
+                entries.len() <= SPARSE_LIMIT && entries.windows(2).all(|w| w[0] >> 8 < w[1] >> 8) && entries.iter().all(|e| ((e >> 8) as usize) < M)
+            }
+        }
+    }
+
     pub fn add(&mut self, hash: u64) {
         let (index, rank) = split(hash);
         self.set(index, rank);

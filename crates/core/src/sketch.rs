@@ -194,6 +194,15 @@ impl Sketch {
     pub fn bins(&self) -> usize {
         self.positive.len() + self.negative.len()
     }
+
+    /// Whether a decoded sketch is one this code could have made: bins in
+    /// strictly ascending order, none empty, at most [`MAX_BINS`] per sign,
+    /// counts that add up without overflow. Merging assumes all of it.
+    pub fn well_formed(&self) -> bool {
+        let sorted = |bins: &Bins| bins.len() <= MAX_BINS && bins.windows(2).all(|w| w[0].0 < w[1].0) && bins.iter().all(|(_, c)| *c > 0);
+        let total = self.positive.iter().chain(&self.negative).try_fold(self.zero, |sum, (_, c)| sum.checked_add(*c));
+        sorted(&self.positive) && sorted(&self.negative) && total.is_some()
+    }
 }
 
 #[cfg(test)]
