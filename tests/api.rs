@@ -1,5 +1,7 @@
 //! The application contract, end to end through the project's host. Every
-//! test runs twice: on the embedded Redis and on a real `redis-server`.
+//! test runs three times: on the embedded Redis and on a real
+//! `redis-server` with the metrics in the SQLite key-value store, and with
+//! the metrics on a second `redis-server` the app talks to directly.
 
 /// Declares `async fn name(backend: Backend)` tests as one test per backend.
 macro_rules! on_both_redis {
@@ -13,6 +15,10 @@ macro_rules! on_both_redis {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn real_redis() {
                     super::$name(support::api::Backend::Real).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn redis_store() {
+                    super::$name(support::api::Backend::RedisStore).await
                 }
             }
         )*

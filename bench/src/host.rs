@@ -172,13 +172,22 @@ pub struct HostConfig<'a> {
     pub log: &'a Path,
 }
 
-/// A running `spin-host up`.
+/// A running `spin-host up` (or the peer).
 pub struct Host {
     process: Supervised,
     address: SocketAddr,
-    /// Where the host serves its own metrics.
-    metrics: SocketAddr,
+    /// Where the host serves its own metrics (the peer serves none).
+    metrics: Option<SocketAddr>,
     log: PathBuf,
+}
+
+/// The peer: the FastAPI + Redis implementation of the same API, from a
+/// checkout and a Python that has its requirements installed.
+pub struct PeerConfig<'a> {
+    pub python: &'a Path,
+    pub dir: &'a Path,
+    pub redis_port: u16,
+    pub log: &'a Path,
 }
 
 impl Host {
@@ -239,13 +248,45 @@ impl Host {
             }
             if let Ok(response) = load::request_once(address, "GET", "/", None).await {
                 if response.status == 200 {
-                    return Ok(Host { process, address, metrics, log: config.log.to_path_buf() });
+                    return Ok(Host { process, address, metrics: Some(metrics), log: config.log.to_path_buf() });
                 }
             }
             if Instant::now() >= deadline {
                 bail!("spin-host did not answer within {START_TIMEOUT:?}:\n{}", log_tail(config.log, 2_000));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Starts the peer (uvicorn, one worker, as it ships) on a free port,
+    /// its rate limit out of the way, and waits until `/health` answers.
+    pub async fn start_peer(config: &PeerConfig<'_>) -> anyhow::Result<Host> {
+        let address = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let log = File::create(config.log).with_context(|| format!("creating {}", config.log.display()))?;
+        let mut command = Command::new(config.python);
+        command
+            .args(["-m", "uvicorn", "src.main:app", "--host", "127.0.0.1", "--port", &address.port().to_string()])
+            .current_dir(config.dir)
+            .env("REDIS_HOST", "127.0.0.1")
+            .env("REDIS_PORT", config.redis_port.to_string())
+            .env("RATE_LIMIT_REQUESTS", u32::MAX.to_string())
+            .env("EXTERNAL_SERVICE_FAILURE_RATE", "0")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().context("duplicating the log file")?)
+            .stderr(log);
+        let mut process = Supervised::spawn("peer", command)?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = process.exited() {
+                bail!("the peer exited with {status} while starting:\n{}", log_tail(config.log, 2_000));
+            }
+            if load::request_once(address, "GET", "/health", None).await.is_ok_and(|r| r.status == 200) {
+                return Ok(Host { process, address, metrics: None, log: config.log.to_path_buf() });
+            }
+            if Instant::now() >= deadline {
+                bail!("the peer did not answer within {START_TIMEOUT:?}:\n{}", log_tail(config.log, 2_000));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -259,7 +300,8 @@ impl Host {
 
     /// The host's counters (`name{labels}` to value) from its metrics endpoint.
     pub async fn counters(&self) -> anyhow::Result<HashMap<String, f64>> {
-        let response = load::request_once(self.metrics, "GET", "/metrics", None).await.context("reading the host's metrics")?;
+        let Some(metrics) = self.metrics else { return Ok(HashMap::new()) };
+        let response = load::request_once(metrics, "GET", "/metrics", None).await.context("reading the host's metrics")?;
         Ok(parse_counters(&String::from_utf8_lossy(&response.body)))
     }
 
@@ -322,11 +364,24 @@ impl RedisServer {
         Err(last_error.unwrap_or_else(|| anyhow::anyhow!("redis-server did not start")))
     }
 
+    /// A server that keeps what it is told, as a store's must: append-only
+    /// file, fsync every second (what `docker-compose.yml` and `deploy/` run).
+    pub fn start_durable(binary: &Path, dir: &Path) -> anyhow::Result<RedisServer> {
+        let dir = dir.join(format!("redis-store-{}", free_port()?));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        RedisServer::try_start_with(binary, &dir, &["--save", "", "--appendonly", "yes", "--appendfsync", "everysec"])
+    }
+
     fn try_start(binary: &Path, dir: &Path) -> anyhow::Result<RedisServer> {
+        RedisServer::try_start_with(binary, dir, &["--save", "", "--appendonly", "no"])
+    }
+
+    fn try_start_with(binary: &Path, dir: &Path, persistence: &[&str]) -> anyhow::Result<RedisServer> {
         let port = free_port()?;
         let mut command = Command::new(binary);
         command
-            .args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
+            .args(persistence)
+            .args(["--bind", "127.0.0.1"])
             .args(["--port", &port.to_string()])
             .current_dir(dir)
             .stdin(Stdio::null())
@@ -350,6 +405,10 @@ impl RedisServer {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// `INFO` as name/value pairs (counters such as `total_commands_processed`).

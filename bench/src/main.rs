@@ -35,7 +35,7 @@ use clap::{Parser, ValueEnum};
 
 use host::{Host, HostConfig, RedisKind, RedisServer};
 use load::{Body, Expect, Plan};
-use report::{Row, Run, Scenario, Section, Store, BATCH_SIZE};
+use report::{Backend, Row, Run, Scenario, Section, Store, BATCH_SIZE};
 use seed::Seed;
 
 /// Concurrent keep-alive connections, in every scenario.
@@ -77,9 +77,12 @@ struct Cli {
     /// load per store mode, measured minute by minute.
     #[arg(long, value_name = "MINUTES")]
     soak: Option<usize>,
-    /// Which parts to run: `api` (every scenario through the host) and `disk`
-    /// (bytes per metric and the fold's cost, natively).
-    #[arg(long, value_enum, value_delimiter = ',', default_values = ["api", "disk"])]
+    /// Which parts to run: `api` (every scenario through the host on the
+    /// SQLite store), `redis` (floor, ingest, cached summary and the mixed
+    /// load on a Redis-backed store, both through Spin's key-value API and
+    /// spoken to directly) and `disk` (bytes per metric and the fold's cost,
+    /// natively).
+    #[arg(long, value_enum, value_delimiter = ',', default_values = ["api", "redis", "disk"])]
     parts: Vec<Part>,
     /// Metrics of the large type (uncached summary, list); the targets assume 1 000 000.
     #[arg(long, default_value_t = 1_000_000)]
@@ -110,6 +113,7 @@ enum RedisChoice {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Part {
     Api,
+    Redis,
     Disk,
 }
 
@@ -267,13 +271,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let mut rows = Vec::new();
     if api {
-        for store in stores {
+        for &store in &stores {
             for &kind in &kinds {
-                rows.extend(section(&mut bench, Section { store, redis: kind }).await?);
+                rows.extend(section(&mut bench, Section { store, backend: Backend::Sqlite, redis: kind }).await?);
             }
         }
         if !cli.no_replicas {
             rows.extend(replicas(&mut bench).await?);
+        }
+    }
+    if let (Ok(dir), Ok(python)) = (std::env::var("PEER_DIR"), std::env::var("PEER_PYTHON")) {
+        rows.extend(peer(&mut bench, Path::new(&dir), Path::new(&python)).await?);
+    } else {
+        println!("\nbench: PEER_DIR and PEER_PYTHON are not set: the peer is left out (README, \"Performance\")");
+    }
+    if cli.parts.contains(&Part::Redis) {
+        for &store in &stores {
+            for backend in [Backend::KvRedis, Backend::Redis] {
+                rows.extend(redis_backed(&mut bench, Section { store, backend, redis: RedisKind::External }).await?);
+            }
         }
     }
     let disk = if cli.parts.contains(&Part::Disk) {
@@ -330,7 +346,7 @@ async fn soak(cli: &Cli, root: &Path, host_bin: &Path, work: &Path, stores: &[St
     let connections = (CONNECTIONS / stores.len()).max(1);
     let mut running = Vec::new();
     for &store in stores {
-        let section = Section { store, redis: RedisKind::External };
+        let section = Section { store, backend: Backend::Sqlite, redis: RedisKind::External };
         println!("bench: soak {} for {minutes} min over {connections} connections", section.name());
         let redis = RedisServer::start(&cli.redis_server, work).context("starting redis-server (apt-get install redis-server)")?;
         let state_dir = work.join(format!("soak-{}", section.name().replace('/', "-")));
@@ -503,7 +519,7 @@ async fn simulator_calls(host: &Host) -> anyhow::Result<f64> {
 
 /// One and two replicas sharing a key-value store on a redis-server.
 async fn replicas(bench: &mut Bench) -> anyhow::Result<Vec<Row>> {
-    let section = Section { store: Store::RedisKv, redis: RedisKind::External };
+    let section = Section { store: Store::RedisKv, backend: Backend::KvRedis, redis: RedisKind::External };
     println!("\nbench: --- {} (replicas) ---", section.name());
     let app = bench.root.join("spin.toml");
     let mut rows = Vec::new();
@@ -539,6 +555,119 @@ async fn replicas(bench: &mut Bench) -> anyhow::Result<Vec<Row>> {
         cache.stop()?;
     }
     Ok(rows)
+}
+
+/// The scenarios of the table on a Redis-backed store (a durable
+/// redis-server, append-only, fsync every second) with the cache on another:
+/// the floor, ingest, the cached summary of a type of 1 000 metrics, and the
+/// mixed load.
+async fn redis_backed(bench: &mut Bench, section: Section) -> anyhow::Result<Vec<Row>> {
+    println!("\nbench: --- {} ---", section.name());
+    let mut rows = Vec::new();
+    let hello = bench.root.join("tests/fixtures/hello/spin.toml");
+    let mut host = start(bench, section, "floor", &hello, &[], None, None).await?;
+    let mut target = Target { hosts: vec![&mut host], section, redis: vec![] };
+    rows.push(measure(bench, &mut target, Scenario::Floor, get("/".into(), Expect::status(200))).await?);
+    finish(bench, section, "floor", host)?;
+
+    let store = RedisServer::start_durable(&bench.redis_server, &bench.work).context("starting redis-server for the store")?;
+    let cache = start_redis(bench, RedisKind::External)?.context("a redis-server for the cache")?;
+    let config = bench.work.join(format!("{}.toml", section.name().replace('/', "-")));
+    let (variables, runtime_config) = match section.backend {
+        Backend::KvRedis => {
+            std::fs::write(&config, format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"{}\"\n", store.url()))?;
+            (app_variables(Some(&cache), &[]), Some(config.as_path()))
+        }
+        _ => {
+            let url = store.url();
+            (app_variables(Some(&cache), &[("store_backend", "redis"), ("store_redis_url", &url)]), None)
+        }
+    };
+    let app = bench.root.join("spin.toml");
+    let mut host = start(bench, section, "app", &app, &variables, None, runtime_config).await?;
+    seed_through_api(&host, &bench.small_type, SMALL).await?;
+    let mut target = Target { hosts: vec![&mut host], section, redis: vec![&store, &cache] };
+    let types = (0..INGEST_TYPES).map(|i| format!("bench_ingest_{i}")).collect();
+    let ingest = Requests { method: "POST", path: "/api/metrics".into(), body: Body::Metric { types }, expect: Expect::status(201) };
+    rows.push(measure(bench, &mut target, Scenario::Ingest, ingest).await?);
+    let cached = format!("/api/metrics/summary?type={}&period=daily", bench.small_type);
+    warm_cache(target.hosts[0], &cached).await?;
+    let mut row = measure(bench, &mut target, Scenario::SummaryCached, get(cached, Expect::status(200))).await?;
+    row.extra.insert("cache_hit_rate".into(), hit_rate(&row));
+    rows.push(row);
+    let mixed_type = "bench_mixed".to_string();
+    let mixed = Requests {
+        method: "GET",
+        path: format!("/api/metrics/summary?type={mixed_type}&period=hourly"),
+        body: Body::Mixed { metric_type: mixed_type, writes_every: MIXED_WRITES_EVERY },
+        expect: Expect::success(),
+    };
+    let mut row = measure(bench, &mut target, Scenario::Mixed, mixed).await?;
+    row.extra.insert("cache_hit_rate".into(), hit_rate(&row));
+    rows.push(row);
+    drop(target);
+    finish(bench, section, "app", host)?;
+    store.stop()?;
+    cache.stop()?;
+    Ok(rows)
+}
+
+/// The peer's rows: ingest, the cached summary, the mixed load, each against
+/// a fresh peer and redis-server (its metrics live in the process).
+async fn peer(bench: &mut Bench, dir: &Path, python: &Path) -> anyhow::Result<Vec<Row>> {
+    let section = Section { store: Store::Peer, backend: Backend::Sqlite, redis: RedisKind::External };
+    println!("\nbench: --- the peer ({}) ---", dir.display());
+    let mut rows = Vec::new();
+    let types: Vec<String> = (0..INGEST_TYPES).map(|i| format!("bench_ingest_{i}")).collect();
+    let mixed_type = "bench_mixed".to_string();
+    let scenarios = [
+        (Scenario::Ingest, Requests { method: "POST", path: "/api/metrics".into(), body: Body::Metric { types }, expect: Expect::status(201) }),
+        (Scenario::SummaryCached, get(format!("/api/metrics/summary?type={}&period=daily", bench.small_type), Expect::status(200))),
+        (
+            Scenario::Mixed,
+            Requests {
+                method: "GET",
+                path: format!("/api/metrics/summary?type={mixed_type}&period=hourly"),
+                body: Body::Mixed { metric_type: mixed_type.clone(), writes_every: MIXED_WRITES_EVERY },
+                expect: Expect::success(),
+            },
+        ),
+    ];
+    for (scenario, requests) in scenarios {
+        let redis = start_redis(bench, RedisKind::External)?.context("a redis-server for the peer")?;
+        let log = bench.work.join(format!("peer-{scenario:?}.log"));
+        let mut host = Host::start_peer(&host::PeerConfig { python, dir, redis_port: redis.port(), log: &log }).await?;
+        if scenario == Scenario::SummaryCached {
+            // The peer has no batch endpoint: one post per metric.
+            for i in 0..SMALL {
+                let at = analytics_core::time::format_timestamp(now_ms() - (i as i64 % 3_600) * 1_000);
+                let body = serde_json::json!({"type": bench.small_type, "value": (i % 100) as f64, "timestamp": at}).to_string();
+                load::expect_json(host.address(), "POST", "/api/metrics", Some(&body), 201).await?;
+            }
+        }
+        let mut target = Target { hosts: vec![&mut host], section, redis: vec![&redis] };
+        rows.push(measure(bench, &mut target, scenario, requests).await?);
+        drop(target);
+        host.stop()?;
+        redis.stop()?;
+    }
+    Ok(rows)
+}
+
+/// Stores `count` metrics of `metric_type` through the batch endpoint.
+async fn seed_through_api(host: &Host, metric_type: &str, count: u64) -> anyhow::Result<()> {
+    let now = now_ms();
+    for start in (0..count).step_by(BATCH_SIZE) {
+        let items: Vec<serde_json::Value> = (start..count.min(start + BATCH_SIZE as u64))
+            .map(|i| {
+                let at = analytics_core::time::format_timestamp(now - (i as i64 % 3_600) * 1_000);
+                serde_json::json!({"type": metric_type, "value": (i % 100) as f64, "timestamp": at})
+            })
+            .collect();
+        let body = serde_json::Value::Array(items).to_string();
+        load::expect_json(host.address(), "POST", "/api/metrics/batch", Some(&body), 200).await?;
+    }
+    Ok(())
 }
 
 /// Variables of every app host: the rate limit out of the way, and a

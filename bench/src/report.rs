@@ -22,12 +22,37 @@ pub enum Store {
     Spin,
     /// A redis-server shared by replicas (runtime config `type = "redis"`).
     RedisKv,
+    /// The FastAPI + Redis implementation of the same API, side by side.
+    Peer,
+}
+
+/// Where the app keeps its metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    /// Spin's key-value store on SQLite (the default).
+    Sqlite,
+    /// Spin's key-value store on a redis-server (runtime config `type = "redis"`).
+    KvRedis,
+    /// A redis-server the app talks to directly (`store_backend = "redis"`).
+    Redis,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::KvRedis => "kv-redis",
+            Backend::Redis => "redis",
+        }
+    }
 }
 
 /// The conditions a group of rows was measured under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Section {
     pub store: Store,
+    pub backend: Backend,
     pub redis: RedisKind,
 }
 
@@ -36,9 +61,10 @@ impl Section {
         let store = match self.store {
             Store::Fast => "fast",
             Store::Spin => "spin",
-            Store::RedisKv => "redis-kv",
+            Store::RedisKv => "replicas",
+            Store::Peer => return "peer".into(),
         };
-        format!("{store}/{}", self.redis.name())
+        format!("{store}/{}/{}", self.backend.name(), self.redis.name())
     }
 }
 
@@ -284,7 +310,7 @@ pub fn targets(rows: &[Row], large: u64, small: u64) -> Vec<Target> {
                 busy(&[floor]),
             );
         }
-        if section.store == Store::RedisKv {
+        if matches!(section.store, Store::RedisKv | Store::Peer) {
             continue;
         }
         let peak = rows
@@ -343,6 +369,26 @@ pub fn render(run: &Run) -> String {
         for row in with_errors {
             let kinds: Vec<String> = row.error_kinds.iter().map(|(k, n)| format!("{n} x {k}")).collect();
             let _ = writeln!(s, "  {} {}: {}", row.section.name(), row.label(run.small_metrics, run.large_metrics), kinds.join(", "));
+        }
+    }
+    let peer = |scenario| run.rows.iter().find(|r| r.section.store == Store::Peer && r.scenario == scenario);
+    if peer(Scenario::Ingest).is_some() {
+        let _ = writeln!(s, "\nAgainst the peer (same load generator, same machine, one after the other):");
+        for row in run.rows.iter().filter(|r| r.section.store != Store::Peer) {
+            if let Some(p) = peer(row.scenario).filter(|_| matches!(row.scenario, Scenario::Ingest | Scenario::SummaryCached | Scenario::Mixed)) {
+                let _ = writeln!(
+                    s,
+                    "  {:<26} {:<22} {:>6.2} x the peer's req/s ({:.0} / {:.0}), p99 {:.2} x ({:.2} / {:.2} ms)",
+                    row.section.name(),
+                    format!("{:?}", row.scenario),
+                    row.requests_per_second / p.requests_per_second.max(1e-9),
+                    row.requests_per_second,
+                    p.requests_per_second,
+                    row.p99_ms / p.p99_ms.max(1e-9),
+                    row.p99_ms,
+                    p.p99_ms,
+                );
+            }
         }
     }
     if !run.disk.is_empty() {
@@ -416,7 +462,7 @@ mod tests {
 
     fn row(redis: RedisKind, scenario: Scenario, rps: f64, p50: f64, rss: f64) -> Row {
         Row {
-            section: Section { store: Store::Fast, redis },
+            section: Section { store: Store::Fast, backend: Backend::Sqlite, redis },
             scenario,
             request: String::new(),
             seconds: 10.0,
@@ -452,7 +498,7 @@ mod tests {
         ];
         let t = targets(&rows, 1_000_000, 1_000);
         let verdict = |redis, prefix: &str| {
-            let section = Section { store: Store::Fast, redis };
+            let section = Section { store: Store::Fast, backend: Backend::Sqlite, redis };
             t.iter().find(|t| t.section == section && t.name.starts_with(prefix)).map(|t| t.pass)
         };
         assert_eq!(verdict(Embedded, "cached"), Some(true)); // 0.65
@@ -473,8 +519,8 @@ mod tests {
 
     #[test]
     fn spin_sections_and_replicas_have_their_own_targets() {
-        let spin = Section { store: Store::Spin, redis: RedisKind::Embedded };
-        let kv = Section { store: Store::RedisKv, redis: RedisKind::External };
+        let spin = Section { store: Store::Spin, backend: Backend::Sqlite, redis: RedisKind::Embedded };
+        let kv = Section { store: Store::RedisKv, backend: Backend::KvRedis, redis: RedisKind::External };
         let mut rows = vec![
             Row { section: spin, ..row(RedisKind::Embedded, Scenario::Ingest, 320.0, 5.0, 70.0) },
             Row { section: kv, ..row(RedisKind::External, Scenario::IngestOneReplica, 1_000.0, 5.0, 70.0) },
@@ -493,7 +539,7 @@ mod tests {
 
     #[test]
     fn log_scan_counts_and_samples() {
-        let log = scan_log(Section { store: Store::Fast, redis: RedisKind::Embedded }, "app", "Serving\nerror: x trapped\nerror: x trapped\nwarning: y\n");
+        let log = scan_log(Section { store: Store::Fast, backend: Backend::Sqlite, redis: RedisKind::Embedded }, "app", "Serving\nerror: x trapped\nerror: x trapped\nwarning: y\n");
         assert_eq!((log.error_lines, log.warning_lines), (2, 1));
         assert_eq!(log.samples, vec!["error: x trapped".to_string(), "warning: y".to_string()]);
     }

@@ -126,11 +126,15 @@ async fn a_thousand_concurrent_ingests_are_all_counted(backend: Backend) {
     let tasks: Vec<_> = (0..1000)
         .map(|i| {
             let api = api.clone();
-            tokio::spawn(async move { api.post_metric(&metric("load", i as f64, i % 120)).await.status })
+            tokio::spawn(async move {
+                let r = api.post_metric(&metric("load", i as f64, i % 120)).await;
+                (r.status, r.text())
+            })
         })
         .collect();
     for t in tasks {
-        assert_eq!(t.await.unwrap(), 201);
+        let (status, text) = t.await.unwrap();
+        assert_eq!(status, 201, "{text}");
     }
     let (summary, _) = api.summary("type=load").await;
     assert_eq!(summary["count"], 1000);

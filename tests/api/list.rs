@@ -70,16 +70,11 @@ fn items_len(start: usize, count: usize) -> u64 {
     (count.min(start + 500) - start) as u64
 }
 
-async fn store_keys(api: &Api) -> Vec<String> {
-    let store = api.app.app.key_value("default").expect("the default store");
-    store.keys(&spin_host::key_value::Session::default()).await.expect("keys")
-}
-
 /// Entry chunks of `kept` older than 31 days.
 async fn old_chunks(api: &Api) -> usize {
     let horizon = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64) - 31 * 86_400;
     let second = |k: &str| k.split(':').nth(2).and_then(|s| s.parse::<i64>().ok()).unwrap_or(0);
-    store_keys(api).await.iter().filter(|k| k.starts_with("ent:kept:") && second(k) < horizon).count()
+    api.store_keys().await.iter().filter(|k| k.starts_with("ent:kept:") && second(k) < horizon).count()
 }
 
 /// Raw metrics older than `raw_retention_days` leave the store as ingest
@@ -96,7 +91,7 @@ async fn raw_metrics_past_the_retention_period_are_deleted_as_ingest_goes_on(bac
     post_batches(&api, "kept", 2_000, 0).await;
 
     assert_eq!(old_chunks(&api).await, 0, "every chunk of the old metrics is gone");
-    let claims = store_keys(&api).await.iter().filter(|k| k.starts_with("claim:kept-100-")).count();
+    let claims = api.store_keys().await.iter().filter(|k| k.starts_with("claim:kept-100-")).count();
     // Old metrics still waiting in a journal shard keep their claim until folded.
     assert!(claims < 16 * 64, "{claims} claims of old metrics left");
     let mut listed = 0;

@@ -10,11 +10,16 @@ use spin_host::RedisMode;
 use crate::redis_server::RedisServer;
 use crate::{root, TestApp, TestResponse};
 
-/// Which Redis the app talks to.
+/// Which Redis the app talks to, and where it keeps its metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// The embedded Redis; metrics in the SQLite key-value store.
     Embedded,
+    /// A real `redis-server`; metrics in the SQLite key-value store.
     Real,
+    /// A real `redis-server` for the cache, and the metrics on a second one
+    /// the app talks to directly (`store_backend = "redis"`).
+    RedisStore,
 }
 
 /// A running API.
@@ -23,6 +28,8 @@ pub struct Api {
     pub backend: Backend,
     variables: Vec<(String, String)>,
     redis: Option<RedisServer>,
+    /// The metrics' Redis, with [`Backend::RedisStore`].
+    store: Option<RedisServer>,
 }
 
 /// Settings that keep tests fast and independent of the defaults they do not test.
@@ -37,25 +44,30 @@ impl Api {
     pub async fn start(backend: Backend, variables: &[(&str, &str)]) -> Api {
         let redis = match backend {
             Backend::Embedded => None,
-            Backend::Real => Some(RedisServer::start()),
+            Backend::Real | Backend::RedisStore => Some(RedisServer::start()),
         };
+        let store = (backend == Backend::RedisStore).then(RedisServer::start);
         let mut all: Vec<(String, String)> = BASE_VARIABLES.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         if let Some(server) = &redis {
             all.push(("redis_url".into(), server.url()));
+        }
+        if let Some(server) = &store {
+            all.push(("store_backend".into(), "redis".into()));
+            all.push(("store_redis_url".into(), server.url()));
         }
         for (k, v) in variables {
             all.retain(|(name, _)| name != k);
             all.push((k.to_string(), v.to_string()));
         }
         let app = Self::load(backend, &all, tempfile::tempdir().expect("temp dir")).await;
-        Api { app, backend, variables: all, redis }
+        Api { app, backend, variables: all, redis, store }
     }
 
     async fn load(backend: Backend, variables: &[(String, String)], state_dir: tempfile::TempDir) -> TestApp {
         let pairs: Vec<(&str, &str)> = variables.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let mode = match backend {
             Backend::Embedded => RedisMode::Embedded,
-            Backend::Real => RedisMode::External,
+            Backend::Real | Backend::RedisStore => RedisMode::External,
         };
         TestApp::start_in(&root().join("spin.toml"), &pairs, state_dir, mode).await
     }
@@ -67,7 +79,7 @@ impl Api {
 
     /// [`Api::restart`], with some variables changed.
     pub async fn restart_with(self, changes: &[(&str, &str)]) -> Api {
-        let Api { app, backend, mut variables, redis } = self;
+        let Api { app, backend, mut variables, redis, store } = self;
         for (k, v) in changes {
             variables.retain(|(name, _)| name != k);
             variables.push((k.to_string(), v.to_string()));
@@ -80,7 +92,22 @@ impl Api {
             // An embedded Redis lives in the app's process; a restarted app starts with an empty one.
             assert!(!std::sync::Arc::ptr_eq(&before, after));
         }
-        Api { app, backend, variables, redis }
+        Api { app, backend, variables, redis, store }
+    }
+
+    /// Every key of the metrics' store, wherever it is.
+    pub async fn store_keys(&self) -> Vec<String> {
+        match &self.store {
+            Some(server) => {
+                let client = redis::Client::open(server.url()).expect("client");
+                let mut connection = client.get_multiplexed_async_connection().await.expect("connection");
+                redis::cmd("KEYS").arg("*").query_async(&mut connection).await.expect("KEYS")
+            }
+            None => {
+                let store = self.app.app.key_value("default").expect("the default store");
+                store.keys(&spin_host::key_value::Session::default()).await.expect("keys")
+            }
+        }
     }
 
     /// Makes Redis unreachable.

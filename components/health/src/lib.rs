@@ -1,7 +1,7 @@
 //! GET /health: whether Redis and the key-value store answer.
 
 use analytics_platform::core::kv::Reader;
-use analytics_platform::kv::Kv;
+use analytics_platform::store::Store;
 use analytics_platform::redis::Redis;
 use analytics_platform::respond;
 use serde_json::json;
@@ -16,7 +16,7 @@ fn handle(request: Request) -> anyhow::Result<Response> {
         return Ok(respond::error(&e, ALLOW));
     }
     let redis = Redis::connect().and_then(|r| r.ping());
-    let key_value = Kv::open_default().and_then(|mut kv| kv.get("health:probe").map(drop).map_err(|e| e.to_string()));
+    let key_value = Store::open().and_then(|mut kv| kv.get("health:probe").map(drop).map_err(|e| e.to_string()));
     let state = |r: &Result<(), String>| if r.is_ok() { "healthy" } else { "unhealthy" };
     for (part, result) in [("redis", &redis), ("key_value", &key_value)] {
         if let Err(e) = result {

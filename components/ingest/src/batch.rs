@@ -9,7 +9,7 @@ use analytics_platform::core::app_metrics::Family;
 use analytics_platform::core::metric::{new_id, NewMetric};
 use analytics_platform::counters::Tally;
 use analytics_platform::clock;
-use analytics_platform::kv::Kv;
+use analytics_platform::store::Store;
 use serde_json::{json, Value};
 
 fn rejected(index: usize, error: &ApiError) -> Value {
@@ -52,7 +52,7 @@ pub fn store(parsed: Vec<Result<NewMetric, ApiError>>, now: i64) -> (Result<(u16
         Ok(expiry) => expiry,
         Err(e) => return (Err(e), tally),
     };
-    let outcomes: Vec<Result<Ingested, ApiError>> = match Kv::open_default() {
+    let outcomes: Vec<Result<Ingested, ApiError>> = match Store::open() {
         Ok(mut kv) => ingest_batch(&mut kv, &items, random as u64, expiry)
             .into_iter()
             .map(|o| o.map_err(|e| ApiError::unavailable(e.to_string())))

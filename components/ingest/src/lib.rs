@@ -16,7 +16,7 @@ use analytics_platform::core::expiry::Expiry;
 use analytics_platform::core::metric::{new_id, parse_new_metric, Metric, NewMetric, TimeLimits, MAX_BODY_BYTES};
 use analytics_platform::core::rate_limit::{client_id, Decision, RateLimit, SLIDING_WINDOW_SCRIPT};
 use analytics_platform::counters::Tally;
-use analytics_platform::kv::Kv;
+use analytics_platform::store::Store;
 use analytics_platform::redis::Redis;
 use analytics_platform::{clock, config, respond};
 use serde_json::json;
@@ -177,7 +177,7 @@ fn store(new: NewMetric, now: i64) -> (Result<(u16, serde_json::Value), ApiError
     let id = new.id.clone().unwrap_or_else(|| new_id(now, random));
     let metric = new.with_id(id);
     let outcome = expiry(now).and_then(|expiry| {
-        let mut kv = Kv::open_default().map_err(|e| ApiError::unavailable(format!("key-value store: {e}")))?;
+        let mut kv = Store::open().map_err(|e| ApiError::unavailable(format!("key-value store: {e}")))?;
         ingest(&mut kv, &metric, client_given, (random >> 96) as usize, expiry).map_err(|e| ApiError::unavailable(e.to_string()))
     });
     let mut tally = Tally::default();

@@ -7,7 +7,7 @@ use analytics_platform::core::expiry::Expiry;
 use analytics_platform::core::ingest::types;
 use analytics_platform::core::listing::{list, ListRequest};
 use analytics_platform::core::query::Query;
-use analytics_platform::kv::Kv;
+use analytics_platform::store::Store;
 use analytics_platform::{clock, config, respond};
 use serde_json::Value;
 use spin_sdk::http::{Request, Response};
@@ -37,7 +37,7 @@ fn page(request: &Request) -> Result<(Value, Option<String>), ApiError> {
         list_request.from_ms = list_request.from_ms.max(expiry.before_second * 1_000);
     }
     let unavailable = |e: String| ApiError::unavailable(format!("key-value store: {e}"));
-    let mut kv = Kv::open_default().map_err(unavailable)?;
+    let mut kv = Store::open().map_err(unavailable)?;
     let types: Vec<String> = match &list_request.metric_type {
         Some(_) => Vec::new(),
         None => types(&mut kv).map_err(|e| unavailable(e.to_string()))?,

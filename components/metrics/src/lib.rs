@@ -6,7 +6,7 @@
 use analytics_platform::core::app_metrics::{parse, Family, COUNTERS_KEY};
 use analytics_platform::core::breaker::{Breaker, State, STATE_KEY};
 use analytics_platform::core::kv::Reader;
-use analytics_platform::kv::Kv;
+use analytics_platform::store::Store;
 use analytics_platform::redis::{Redis, ReplyItem};
 use analytics_platform::respond;
 use prometheus_client::encoding::text::encode;
@@ -35,7 +35,7 @@ fn handle(request: Request) -> anyhow::Result<Response> {
         }
     });
     let breaker = redis.as_ref().and_then(|r| r.get(STATE_KEY).ok()).map(|raw| Breaker::decode(raw.as_deref()));
-    let key_value_up = Kv::open_default().and_then(|mut kv| kv.get("health:probe").map(drop).map_err(|e| e.to_string())).is_ok();
+    let key_value_up = Store::open().and_then(|mut kv| kv.get("health:probe").map(drop).map_err(|e| e.to_string())).is_ok();
 
     let mut registry = Registry::default();
     let counters = parse(&fields.clone().unwrap_or_default());

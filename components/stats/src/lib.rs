@@ -8,7 +8,7 @@ use analytics_platform::core::ingest::types;
 use analytics_platform::core::query::Query;
 use analytics_platform::core::retention::{retention, RetentionRequest};
 use analytics_platform::core::stats::{active_users, series, top_types, ActiveUsersRequest, SeriesRequest, TopTypesRequest};
-use analytics_platform::kv::Kv;
+use analytics_platform::store::Store;
 use analytics_platform::{clock, respond};
 use serde_json::Value;
 use spin_sdk::http::{Request, Response};
@@ -35,7 +35,7 @@ fn answer(request: &Request) -> Result<Value, ApiError> {
     respond::require_method(request.method(), ALLOW)?;
     let query = Query::parse(request.query())?;
     let now = clock::now_ms();
-    let mut kv = Kv::open_default().map_err(unavailable)?;
+    let mut kv = Store::open().map_err(unavailable)?;
     let path = request.path().trim_end_matches('/');
     match path.rsplit('/').next().unwrap_or("") {
         "active-users" => {

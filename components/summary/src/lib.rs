@@ -1,28 +1,31 @@
 //! GET /api/metrics/summary: statistics of one metric type over a window,
 //! plus context from the external service behind the circuit breaker.
 //!
-//! Every answer includes every acknowledged metric. One key-value read
-//! fetches the type's journal headers, which say exactly which metrics
-//! exist, and the last answer for the window: at the current state it is
-//! served as is (HIT), without Redis. Otherwise Redis hands back the window's
-//! folded aggregates, and when only the journal changed since they were
-//! cached, only the journal's items are added (PARTIAL). See
-//! `analytics_core::summary_cache`.
+//! Every answer includes every acknowledged metric. One store read fetches
+//! the type's journal headers, which say exactly which metrics exist, and
+//! the last answer kept in the store for the window: at the current state it
+//! is served as is (HIT), without Redis. Otherwise Redis hands back the
+//! answer kept there (HIT), or the window's folded aggregates, and when only
+//! the journal changed since they were cached, only the journal's items are
+//! added (PARTIAL). A new answer goes to the store or to Redis by what each
+//! costs (`analytics_core::summary_cache::placement`).
 
 mod external;
 
 use analytics_platform::core::api_error::ApiError;
 use analytics_platform::core::config as settings;
+use analytics_platform::core::journal::{HEADER, SHARDS};
 use analytics_platform::core::kv::{Kv as _, Reader};
 use analytics_platform::core::pending::{journal_keys, Pending};
 use analytics_platform::core::query::Query;
 use analytics_platform::core::summary::{window_aggregate, with_pending, SummaryRequest};
 use analytics_platform::core::summary_cache::{
-    answer_key, context_key, encode_answer, encode_folded, fill_key, folded_key, folded_ttl_ms, read_answer, read_folded, FILL_SCRIPT,
+    answer_key, cache_answer_key, computed_at, context_key, encode_answer, encode_folded, fill_key, folded_key, folded_ttl_ms, placement,
+    read_answer, read_folded, Placement, FILL_SCRIPT,
 };
 use analytics_platform::core::app_metrics::{field, Family, COUNTERS_KEY, HIT_SAMPLE};
 use analytics_platform::counters::Tally;
-use analytics_platform::kv::Kv;
+use analytics_platform::store::Store;
 use analytics_platform::redis::Redis;
 use analytics_platform::{clock, config, respond};
 use spin_sdk::http::{Request, Response};
@@ -87,42 +90,53 @@ fn summarize(request: &Request) -> Result<(Cache, Vec<u8>), ApiError> {
     let now = clock::now_ms();
     let summary = SummaryRequest::parse(&Query::parse(request.query())?, now)?;
     let ttl = settings::whole(config::lookup(), "cache_ttl_seconds", 0, 86_400 * 30)?;
-    let mut kv = Kv::open_default().map_err(unavailable)?;
-    // The journal first (what it holds is what every answer must include),
-    // and the last answer, in one read.
+    let mut kv = Store::open().map_err(unavailable)?;
+    // The journal's headers first (what it holds is what every answer must
+    // include), and the last answer kept in the store, in one read.
     let mut keys = journal_keys(&summary.metric_type);
     let answer_key = answer_key(&summary);
     if ttl > 0 {
         keys.push(answer_key.clone());
     }
-    let mut journals = kv.get_many(&keys).map_err(unavailable)?;
-    let last_answer = if ttl > 0 { keys.pop().and(journals.pop().flatten()) } else { None };
-    let headers = Pending::headers(&keys, &journals).map_err(unavailable)?;
+    let mut heads = kv.get_many_heads(&keys, SHARDS, HEADER).map_err(unavailable)?;
+    let stored_answer = if ttl > 0 { keys.pop().and(heads.pop().flatten()) } else { None };
+    let headers = Pending::headers(&keys, &heads).map_err(unavailable)?;
     let (state, folded_state) = (Pending::state(&headers), Pending::folded_state(&headers));
-    if let Some(body) = last_answer.as_deref().and_then(|e| read_answer(e, &summary, &state, now, ttl * 1_000)) {
+    if let Some(body) = stored_answer.as_deref().and_then(|e| read_answer(e, &summary, &state, now, ttl * 1_000)) {
         count_sampled_hit();
         return Ok((Cache::Hit, body.to_vec()));
     }
 
+    // Redis: the answer kept there, the folded part, the upstream context.
     let redis = Redis::connect().map_err(|e| eprintln!("summary cache unavailable: {e}")).ok();
-    let folded_key = folded_key(&summary);
-    let mut cached_folded = None;
-    let mut cached_context = None;
+    let (folded_key, cached_answer_key) = (folded_key(&summary), cache_answer_key(&summary));
+    let (mut cached_answer, mut cached_folded, mut cached_context) = (None, None, None);
     if let (Some(redis), true) = (&redis, ttl > 0) {
-        match redis.mget(&[&folded_key, &context_key(&summary.metric_type)]) {
+        match redis.mget(&[&cached_answer_key, &folded_key, &context_key(&summary.metric_type)]) {
             Ok(mut found) => {
                 cached_context = Some(found.pop().flatten());
                 cached_folded = found.pop().flatten().and_then(|entry| read_folded(&entry, &folded_state));
+                cached_answer = found.pop().flatten();
             }
             Err(e) => eprintln!("summary cache unavailable: {e}"),
         }
     }
+    if let Some(body) = cached_answer.as_deref().and_then(|e| read_answer(e, &summary, &state, now, ttl * 1_000)) {
+        count_sampled_hit();
+        return Ok((Cache::Hit, body.to_vec()));
+    }
 
+    // Computed: the journal's items in full now (a store that read whole
+    // values the first time gave them already: a cut one is its header only).
+    let whole = heads.iter().flatten().all(|v| v.len() > HEADER);
+    let journals = if whole { heads } else { kv.get_many(&keys).map_err(unavailable)? };
     let pending = Pending::decode(&keys, &journals).map_err(unavailable)?;
     let (cache, aggregate, folded_to_keep) = match (ttl, cached_folded) {
         (0, _) => (Cache::Bypass, window_aggregate(&mut kv, &summary, &pending).map_err(unavailable)?.total, None),
-        (_, Some(folded)) => (Cache::Partial, with_pending(&folded, &summary, &pending), None),
-        (_, None) => {
+        (_, Some(folded)) if Pending::folded_state(&pending.headers) == folded_state => {
+            (Cache::Partial, with_pending(&folded, &summary, &pending), None)
+        }
+        _ => {
             let window = window_aggregate(&mut kv, &summary, &pending).map_err(unavailable)?;
             (Cache::Miss, window.total, window.folded)
         }
@@ -132,32 +146,42 @@ fn summarize(request: &Request) -> Result<(Cache, Vec<u8>), ApiError> {
     let body = body.to_string();
     if cache == Cache::Bypass {
         Tally::one(Family::Summaries, "bypass").send(redis.as_ref());
-    } else {
-        // Of the requests that computed this answer, one stores it.
-        let fill = fill_key(&summary, &state);
-        let stores = match &redis {
-            Some(redis) => {
-                let folded = folded_to_keep.as_ref().map(|a| encode_folded(&folded_state, a));
-                let keys: Vec<&str> =
-                    [COUNTERS_KEY, fill.as_str()].into_iter().chain(folded.as_ref().map(|_| folded_key.as_str())).collect();
-                let lock_ms = FILL_LOCK_MS.to_string();
-                let folded_ms = folded_ttl_ms(&summary, ttl, now).to_string();
-                let counted = field(Family::Summaries, if cache == Cache::Partial { "partial" } else { "miss" });
-                let mut args: Vec<&[u8]> = vec![counted.as_bytes(), lock_ms.as_bytes()];
-                if let Some(folded) = &folded {
-                    args.extend([folded_ms.as_bytes(), folded.as_slice()]);
-                }
-                redis.eval_ints(FILL_SCRIPT, &keys, &args).map(|r| r == [1]).unwrap_or_else(|e| {
-                    eprintln!("summary cache write failed: {e}");
-                    true
-                })
-            }
-            None => true,
-        };
-        if stores {
-            if let Err(e) = kv.set(&answer_key, &encode_answer(&summary, &state, now, body.as_bytes())) {
+        return Ok((cache, body.into_bytes()));
+    }
+    // The journal state the answer holds: the one read just now.
+    let state = Pending::state(&pending.headers);
+    let folded_state = Pending::folded_state(&pending.headers);
+    let answer = encode_answer(&summary, &state, now, body.as_bytes());
+    let replaced = stored_answer.as_deref().and_then(computed_at).max(cached_answer.as_deref().and_then(computed_at));
+    let placement = placement(replaced, now, kv.cheap_writes());
+    // Of the requests that computed this answer, one stores it.
+    let fill = fill_key(&summary, &state);
+    let stores = match &redis {
+        Some(redis) => {
+            let folded = folded_to_keep.as_ref().map(|a| encode_folded(&folded_state, a));
+            let counted = field(Family::Summaries, if cache == Cache::Partial { "partial" } else { "miss" });
+            let (lock_ms, keep_ms) = (FILL_LOCK_MS.to_string(), folded_ttl_ms(&summary, ttl, now).to_string());
+            let empty: &[u8] = b"";
+            let args: [&[u8]; 6] = [
+                counted.as_bytes(),
+                lock_ms.as_bytes(),
+                if folded.is_some() { keep_ms.as_bytes() } else { empty },
+                folded.as_deref().unwrap_or(empty),
+                if placement == Placement::Redis { keep_ms.as_bytes() } else { empty },
+                if placement == Placement::Redis { answer.as_slice() } else { empty },
+            ];
+            let keys = [COUNTERS_KEY, fill.as_str(), folded_key.as_str(), cached_answer_key.as_str()];
+            redis.eval_ints(FILL_SCRIPT, &keys, &args).map(|r| r == [1]).unwrap_or_else(|e| {
                 eprintln!("summary cache write failed: {e}");
-            }
+                true
+            })
+        }
+        None => true,
+    };
+    // Without Redis the store is the only place for it.
+    if stores && (placement == Placement::Store || redis.is_none()) {
+        if let Err(e) = kv.set(&answer_key, &answer) {
+            eprintln!("summary cache write failed: {e}");
         }
     }
     Ok((cache, body.into_bytes()))

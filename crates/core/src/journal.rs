@@ -29,7 +29,8 @@ pub const FOLD_EVERY: usize = 64;
 pub const TRIMMED_MEMORY: usize = 2 * FOLD_EVERY;
 
 const MAGIC: u8 = 0xB1;
-const HEADER: usize = 1 + 8 + 8;
+/// Bytes of a shard's header: all [`Journal::read_header`] needs.
+pub const HEADER: usize = 1 + 8 + 8;
 
 /// One journal shard.
 #[derive(Debug, Clone, PartialEq, Default)]

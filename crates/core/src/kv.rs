@@ -43,6 +43,15 @@ pub trait Reader {
     fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.get_many(&[key.to_string()])?.pop().flatten())
     }
+
+    /// [`Reader::get_many`], except that of the first `heads` keys only at
+    /// least their first `bytes` are needed (journal shards' headers without
+    /// their items): a store that can read part of a value reads only that,
+    /// others read it whole.
+    fn get_many_heads(&mut self, keys: &[String], heads: usize, bytes: usize) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let _ = (heads, bytes);
+        self.get_many(keys)
+    }
 }
 
 /// The outcome of a swap.
@@ -51,6 +60,16 @@ pub enum Swap<C> {
     /// Reported as failed; `current` is what the store holds now, read
     /// through the fresh handle `cas`.
     Failed { cas: C, current: Option<Vec<u8>> },
+}
+
+impl<C> Swap<C> {
+    /// The same outcome with its handle wrapped.
+    pub fn map<D>(self, f: impl FnOnce(C) -> D) -> Swap<D> {
+        match self {
+            Swap::Written => Swap::Written,
+            Swap::Failed { cas, current } => Swap::Failed { cas: f(cas), current },
+        }
+    }
 }
 
 /// Writes and atomics.
@@ -70,6 +89,11 @@ pub trait Kv: Reader {
     fn swap(&mut self, cas: Self::Cas, value: &[u8]) -> Result<Swap<Self::Cas>, StoreError>;
     /// Waits; the guest parks its instance, a model store may do nothing.
     fn sleep_ms(&mut self, ms: u64);
+    /// Compare-and-swap attempts on one key before giving up: a bound on
+    /// what a request spends when others keep writing that key.
+    fn max_attempts(&self) -> usize {
+        MAX_ATTEMPTS
+    }
 }
 
 /// What a change makes of a value.
@@ -126,7 +150,8 @@ pub fn update_watched<K: Kv, T>(
             Created::ByOther => (cas, current) = kv.watch(key)?,
         }
     }
-    for _ in 0..MAX_ATTEMPTS {
+    let attempts = kv.max_attempts();
+    for attempt in 0..attempts {
         let (value, result) = match change(current.as_deref())? {
             Change::Done(result) => return Ok(result),
             Change::Write(value, result) => (value, result),
@@ -138,12 +163,21 @@ pub fn update_watched<K: Kv, T>(
                     // It landed and nobody wrote since.
                     return Ok(result);
                 }
+                if attempt >= BACKOFF_AFTER {
+                    // Many writers on one key: spread the retries out (each
+                    // writer's value differs, so its hash is its jitter).
+                    let spread = (attempt - BACKOFF_AFTER + 1) as u64;
+                    kv.sleep_ms(1 + xxhash_rust::xxh3::xxh3_64(&value) % spread.min(8));
+                }
                 (cas, current) = (fresh, now);
             }
         }
     }
-    Err(StoreError::Contended { key: key.to_string(), attempts: MAX_ATTEMPTS })
+    Err(StoreError::Contended { key: key.to_string(), attempts })
 }
+
+/// Failed swaps in a row after which a writer waits a little before the next.
+const BACKOFF_AFTER: usize = 3;
 
 enum Created<T> {
     ByUs(T),

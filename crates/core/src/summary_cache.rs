@@ -1,14 +1,21 @@
 //! The summary cache.
 //!
 //! A summary first reads the type's journal headers (which say exactly which
-//! metrics exist) and, in the same key-value read, the last answer for its
-//! window: if that answer was computed at the current journal state it is
-//! served as is (a HIT), without opening Redis at all. That is what keeps a
-//! cached summary cheap under Spin, which opens a new Redis connection for
-//! every request that uses one. The answers live in the key-value store, a
+//! metrics exist) and, in the same store read, the last answer kept in the
+//! store for its window: if that answer was computed at the current journal
+//! state it is served as is (a HIT), without opening Redis at all. That is
+//! what keeps a cached summary cheap under Spin, which opens a new Redis
+//! connection for every request that uses one. Answers in the store are a
 //! bounded set of keys per type (one per named period, [`RANGE_SLOTS`] for
 //! explicit ranges, each overwritten), and are only ever a copy of what the
 //! aggregates say.
+//!
+//! Where a new answer goes is a cost decision ([`placement`]): on Spin's
+//! SQLite store every write is a durable commit that every other request
+//! queues behind, worth it only for an answer that will serve many hits.
+//! So an answer goes to the store when the one it replaces lived at least
+//! [`STABLE_MS`] (or the store's writes are cheap), and otherwise to Redis,
+//! where the next request looks when the store had nothing current.
 //!
 //! When the answer is stale, Redis (which may be lost at any time) supplies
 //! the window's folded part (its aggregates, tagged with the folded state they
@@ -47,6 +54,11 @@ pub fn answer_key(request: &SummaryRequest) -> String {
     }
 }
 
+/// The Redis key of the window's last answer (when it did not go to the store).
+pub fn cache_answer_key(request: &SummaryRequest) -> String {
+    format!("summary:{}:{}:answer", request.metric_type, window_id(request))
+}
+
 /// The Redis key of the window's folded part.
 pub fn folded_key(request: &SummaryRequest) -> String {
     format!("summary:{}:{}:folded", request.metric_type, window_id(request))
@@ -67,17 +79,49 @@ pub fn fill_key(request: &SummaryRequest, state: &str) -> String {
     format!("fill:{}:{}:{state}", request.metric_type, window_id(request))
 }
 
-/// `KEYS[1]`: the application's counters, `KEYS[2]`: the fill lock,
-/// `KEYS[3]` (optional): the folded part. `ARGV`: the counter field of this
-/// answer (see [`crate::app_metrics`]), the lock's TTL (ms), then the folded
-/// part's TTL (ms) and value. Counts the answer, stores the folded part, and
-/// returns 1 if this request got the lock.
+/// `KEYS`: the application's counters, the fill lock, the folded part, the
+/// answer. `ARGV`: the counter field of this answer (see
+/// [`crate::app_metrics`]), the lock's TTL (ms), the folded part's TTL (ms,
+/// empty: none) and value, the answer's TTL (ms, empty: not in Redis) and
+/// value. Counts the answer, stores what it is given, and returns 1 if this
+/// request got the lock (and so stores the answer in the store, if anyone).
 pub const FILL_SCRIPT: &str = r#"
 redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-if KEYS[3] then redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[3]) end
+if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[3]) end
+if ARGV[5] ~= '' then redis.call('SET', KEYS[4], ARGV[6], 'PX', ARGV[5]) end
 if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then return 1 end
 return 0
 "#;
+
+/// An answer that replaced one at least this old is worth a write to a
+/// store whose writes are expensive.
+pub const STABLE_MS: i64 = 1_000;
+
+/// Where a new answer is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// In the store, read with the journal headers: free to hit, a write to keep.
+    Store,
+    /// In Redis: cheap to keep, a Redis round trip to hit.
+    Redis,
+}
+
+/// Where the answer computed at `now_ms` goes, given when the answer it
+/// replaces was computed (if there was one) and whether the store's writes
+/// are cheap (a Redis store) or durable commits (Spin's key-value store).
+pub fn placement(replaced_computed_at_ms: Option<i64>, now_ms: i64, cheap_writes: bool) -> Placement {
+    match replaced_computed_at_ms {
+        _ if cheap_writes => Placement::Store,
+        Some(at) if now_ms - at >= STABLE_MS => Placement::Store,
+        _ => Placement::Redis,
+    }
+}
+
+/// When the answer in `entry` was computed (whatever its window or state).
+pub fn computed_at(entry: &[u8]) -> Option<i64> {
+    let newline = entry.iter().position(|b| *b == b'\n')?;
+    std::str::from_utf8(&entry[..newline]).ok()?.rsplit(' ').next()?.parse().ok()
+}
 
 /// `tag`, a newline, then the payload.
 fn tagged(tag: &str, payload: &[u8]) -> Vec<u8> {
@@ -196,6 +240,17 @@ mod tests {
         let later = SummaryRequest::parse(&Query::parse("type=cpu&period=hourly").unwrap(), NOW + 1_000).unwrap();
         assert_eq!(read_answer(&entry, &later, "3,4", NOW, 5_000), None, "the window moved on");
         assert_eq!(read_answer(b"junk", &hourly, "3,4", NOW, 5_000), None);
+    }
+
+    #[test]
+    fn answers_that_lived_long_go_to_the_store_the_others_to_redis() {
+        let entry = encode_answer(&request("type=cpu&period=hourly"), "3,4", NOW - 2_000, b"{}");
+        assert_eq!(computed_at(&entry), Some(NOW - 2_000));
+        assert_eq!(computed_at(b"junk"), None);
+        assert_eq!(placement(computed_at(&entry), NOW, false), Placement::Store);
+        assert_eq!(placement(Some(NOW - 10), NOW, false), Placement::Redis, "replaced within 10 ms: metrics keep arriving");
+        assert_eq!(placement(None, NOW, false), Placement::Redis);
+        assert_eq!(placement(Some(NOW - 10), NOW, true), Placement::Store, "a Redis store's writes are cheap");
     }
 
     #[test]

@@ -20,6 +20,7 @@ use wasmtime_wasi_http::{WasiBody, WasiHttpView};
 use crate::allowed_hosts::AllowedHosts;
 use crate::component::ComponentConfig;
 use crate::key_value::{SpinRedisDefects, Store, StoreMode};
+use crate::spin_model::SpinCosts;
 use crate::logging::{millis, LogFormat, RequestLine, TaggedStderr};
 use crate::manifest::Manifest;
 use crate::outbound_http::{BoxFuture, Dispatch};
@@ -53,6 +54,8 @@ pub struct AppOptions {
     pub log_format: LogFormat,
     /// Fault injection: end the process right after this many key-value writes.
     pub crash_after_kv_writes: Option<u64>,
+    /// Spin's own costs, spent in `StoreMode::Spin` ([`crate::spin_model`]).
+    pub spin_costs: SpinCosts,
 }
 
 impl AppOptions {
@@ -68,6 +71,7 @@ impl AppOptions {
             log_requests: false,
             log_format: LogFormat::Text,
             crash_after_kv_writes: None,
+            spin_costs: SpinCosts::CALIBRATED,
         }
     }
 }
@@ -88,6 +92,8 @@ pub struct Shared {
     services: Arc<Services>,
     log_requests: bool,
     log_format: LogFormat,
+    /// Spin's request-path cost, spent per component run in `StoreMode::Spin`.
+    spin_request_cost: Option<std::time::Duration>,
 }
 
 /// A running application; cheap to clone.
@@ -284,9 +290,11 @@ impl App {
             mode: options.store_mode,
             redis_defects: options.redis_defects,
             crash_after_writes: options.crash_after_kv_writes,
+            spin_costs: options.spin_costs,
         };
         let key_value = runtime_config.open_stores(&state_dir, &store_options)?;
-        let redis = RedisService::new(options.redis.resolve(&variables), options.store_mode == StoreMode::Spin);
+        let spin_costs = (options.store_mode == StoreMode::Spin).then_some(options.spin_costs);
+        let redis = RedisService::new(options.redis.resolve(&variables), spin_costs.map(|c| c.host_call));
 
         let engine = engine()?;
         let linker = linker(&engine)?;
@@ -318,6 +326,7 @@ impl App {
                 services: Arc::new(Services { key_value, redis }),
                 log_requests: options.log_requests,
                 log_format: options.log_format.resolve(),
+                spin_request_cost: spin_costs.map(|c| c.request),
             }),
         })
     }
@@ -413,6 +422,9 @@ impl Shared {
             .components
             .get(&route.component)
             .with_context(|| format!("unknown routing destination `{}`", route.component))?;
+        if let Some(cost) = self.spin_request_cost {
+            crate::spin_model::burn(cost);
+        }
         let (mut parts, body) = request.into_parts();
         // As Spin does: a client must not make its request look chained.
         let chaining_host = parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok());

@@ -88,6 +88,10 @@ enum Commands {
         /// before the host exits anyway (new connections are refused at once).
         #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_seconds, env = "SPIN_HOST_DRAIN_TIMEOUT")]
         drain_timeout: f64,
+        /// In `--store-mode spin`, the CPU Spin's own request path and host calls
+        /// take beyond this host's (calibrated against Spin 4.0.2; see the README).
+        #[arg(long, value_name = "request=US,host-call=US", value_parser = spin_host::spin_model::parse, env = "SPIN_HOST_SPIN_COSTS")]
+        spin_costs: Option<spin_host::spin_model::SpinCosts>,
         /// Fault injection for crash tests: abort the process (as `kill -9` would)
         /// right after the N-th key-value write, counted over every request and store.
         #[arg(long, value_name = "N", env = "SPIN_HOST_CRASH_AFTER_KV_WRITES")]
@@ -137,6 +141,7 @@ async fn main() -> anyhow::Result<()> {
             log_format,
             crash_after_kv_writes,
             drain_timeout,
+            spin_costs,
         } => {
             if also_build {
                 build(&manifest)?;
@@ -152,6 +157,7 @@ async fn main() -> anyhow::Result<()> {
                 log_requests: !quiet,
                 log_format,
                 crash_after_kv_writes,
+                spin_costs: spin_costs.unwrap_or(spin_host::spin_model::SpinCosts::CALIBRATED),
             };
             let app = App::load(options).await?;
             if let Some(address) = metrics_listen {

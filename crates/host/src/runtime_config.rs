@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
-use crate::key_value::{CrashPoint, CrashingStore, RedisStore, SpinRedisDefects, SpinSqliteStore, SqliteStore, Store, StoreMode};
+use crate::key_value::{CrashPoint, HookedStore, RedisStore, SpinCallCost, SpinRedisDefects, SpinRedisStore, SpinSqliteStore, SqliteStore, Store, StoreMode};
 use crate::redis::external::ExternalRedis;
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -57,6 +57,8 @@ pub struct StoreOptions {
     pub redis_defects: SpinRedisDefects,
     /// Fault injection: every store counts toward one crash point.
     pub crash_after_writes: Option<u64>,
+    /// What each call costs in `StoreMode::Spin`.
+    pub spin_costs: crate::spin_model::SpinCosts,
 }
 
 impl RuntimeConfig {
@@ -110,18 +112,23 @@ impl RuntimeConfig {
         stores
             .into_iter()
             .map(|(label, backing)| {
-                let store: Arc<dyn Store> = match (backing, options.mode) {
+                let mut store: Arc<dyn Store> = match (backing, options.mode) {
                     (Backing::Sqlite(path), StoreMode::Fast) => Arc::new(SqliteStore::open(&label, path.as_deref())?),
                     (Backing::Sqlite(path), StoreMode::Spin) => Arc::new(SpinSqliteStore::open(&label, path.as_deref())?),
-                    (Backing::Redis(url), _) => Arc::new(
+                    (Backing::Redis(url), StoreMode::Fast) => Arc::new(
                         RedisStore::new(&url, redis.clone(), options.redis_defects)
                             .with_context(|| format!("key_value_store.{label}.url"))?,
                     ),
+                    (Backing::Redis(url), StoreMode::Spin) => {
+                        Arc::new(SpinRedisStore::new(&url, redis.clone()).with_context(|| format!("key_value_store.{label}.url"))?)
+                    }
                 };
-                let store: Arc<dyn Store> = match &crash_point {
-                    Some(point) => Arc::new(CrashingStore { inner: store, point: point.clone() }),
-                    None => store,
-                };
+                if options.mode == StoreMode::Spin {
+                    store = Arc::new(HookedStore { inner: store, hook: Arc::new(SpinCallCost(options.spin_costs.host_call)) });
+                }
+                if let Some(point) = &crash_point {
+                    store = Arc::new(HookedStore { inner: store, hook: point.clone() });
+                }
                 Ok((label, store))
             })
             .collect()

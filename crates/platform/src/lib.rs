@@ -8,6 +8,8 @@ pub mod counters;
 pub mod http_out;
 pub mod kv;
 pub mod redis;
+pub mod redis_store;
 pub mod respond;
+pub mod store;
 
 pub use analytics_core as core;

@@ -39,8 +39,11 @@ fn params(args: &[&[u8]]) -> Vec<RedisParameter> {
 impl Redis {
     /// Connects to the `redis_url` variable's server.
     pub fn connect() -> Result<Redis, String> {
-        let url = crate::config::spin_lookup("redis_url")?;
-        Connection::open(&url).map(|connection| Redis { connection }).map_err(message)
+        Self::connect_to(&crate::config::spin_lookup("redis_url")?)
+    }
+
+    pub fn connect_to(url: &str) -> Result<Redis, String> {
+        Connection::open(url).map(|connection| Redis { connection }).map_err(message)
     }
 
     pub fn execute(&self, command: &str, args: &[&[u8]]) -> Result<Vec<RedisResult>, String> {

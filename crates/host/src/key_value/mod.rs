@@ -9,19 +9,22 @@
 //! - [`SpinSqliteStore`]: SQLite exactly as Spin 4 keeps it: one connection
 //!   behind one lock, one durable transaction per write (Spin's costs);
 //! - [`RedisStore`]: a Redis server, pooled connections, an atomic
-//!   compare-and-swap, and optionally Spin v4.0.2's defects.
+//!   compare-and-swap, and optionally Spin v4.0.2's defects;
+//! - [`SpinRedisStore`]: a Redis server used exactly as Spin v4.0.2's Redis
+//!   store uses it (a ping per open, a connection per compare-and-swap,
+//!   `WATCH`/`MULTI`/`EXEC`/`UNWATCH`, `KEYS` for get-many), for Spin's costs.
 
-mod crash;
+mod hooked;
+mod redis_spin;
 mod redis_store;
 pub mod session;
-mod spin_interface;
 pub mod sqlite;
 mod sqlite_spin;
-mod wasi_interface;
 
 use std::sync::Arc;
 
-pub use crash::{CrashPoint, CrashingStore};
+pub use hooked::{CrashPoint, HookedStore, SpinCallCost};
+pub use redis_spin::SpinRedisStore;
 pub use redis_store::{RedisStore, SpinRedisDefects};
 pub use session::Session;
 pub use sqlite::SqliteStore;
@@ -80,6 +83,35 @@ pub trait Store: Send + Sync {
     fn uncommitted(&self) -> bool {
         false
     }
+
+    /// A guest opened the store (Spin's Redis store pings its server then).
+    async fn opened(&self, _session: &Session) -> KvResult<()> {
+        Ok(())
+    }
+
+    /// A guest created a compare-and-swap on `key`.
+    async fn cas_begin(&self, _session: &Session, _key: &str) -> KvResult<CasState> {
+        Ok(CasState::Plain)
+    }
+
+    /// The compare-and-swap's `current`: the value its `swap` compares against.
+    async fn cas_current(&self, session: &Session, key: &str, _state: &mut CasState) -> KvResult<Option<Vec<u8>>> {
+        self.get(session, key).await
+    }
+
+    /// The compare-and-swap's `swap`, after `current` read `expected`.
+    async fn cas_swap(&self, session: &Session, key: &str, expected: Option<&[u8]>, new: &[u8], _state: &mut CasState) -> KvResult<bool> {
+        self.swap(session, key, expected, new).await
+    }
+}
+
+/// What a compare-and-swap holds besides its key and the value it read.
+#[derive(Default)]
+pub enum CasState {
+    #[default]
+    Plain,
+    /// A connection of its own, watching the key (Spin's Redis store).
+    Connection(redis::aio::MultiplexedConnection),
 }
 
 /// An open store, as a guest resource.
@@ -93,4 +125,5 @@ pub struct CasHandle {
     pub key: String,
     /// `None` until `current` reads the key, and also when the key was missing.
     pub snapshot: Option<Vec<u8>>,
+    pub state: CasState,
 }

@@ -2,7 +2,7 @@
 
 use wasmtime::component::Resource;
 
-use super::{CasHandle, KvError, StoreHandle};
+use crate::key_value::{CasHandle, KvError, StoreHandle};
 use crate::bindings::wasi_atomics::{self, CasError};
 use crate::bindings::wasi_batch;
 use crate::bindings::wasi_store::{self, Error, KeyResponse};
@@ -24,6 +24,9 @@ impl wasi_store::Host for HostState {
         let Some(store) = self.services.key_value.get(&identifier).cloned() else {
             return Ok(Err(Error::NoSuchStore));
         };
+        if let Err(e) = store.opened(&self.kv_session).await {
+            return Ok(Err(Error::Other(e.to_string())));
+        }
         Ok(Ok(self.table.push(StoreHandle { store })?))
     }
 }
@@ -71,17 +74,22 @@ impl wasi_atomics::Host for HostState {
     }
 
     async fn swap(&mut self, cas: Resource<CasHandle>, value: Vec<u8>) -> wasmtime::Result<Result<(), CasError>> {
-        let handle = self.table.delete(cas)?;
-        match handle.store.swap(&self.kv_session, &handle.key, handle.snapshot.as_deref(), &value).await {
+        let mut handle = self.table.delete(cas)?;
+        let swapped = handle.store.cas_swap(&self.kv_session, &handle.key, handle.snapshot.as_deref(), &value, &mut handle.state).await;
+        match swapped {
             Ok(true) => Ok(Ok(())),
             Ok(false) => {
-                // As in Spin, the failure carries a fresh handle that has read the new value.
-                let snapshot = match handle.store.get(&self.kv_session, &handle.key).await {
-                    Ok(v) => v,
-                    Err(e) => return Ok(Err(CasError::StoreError(Error::Other(e.to_string())))),
+                // As in Spin, the failure carries a fresh handle (a new
+                // compare-and-swap) that has read the new value.
+                let fresh = async {
+                    let mut state = handle.store.cas_begin(&self.kv_session, &handle.key).await?;
+                    let snapshot = handle.store.cas_current(&self.kv_session, &handle.key, &mut state).await?;
+                    Ok::<_, KvError>(CasHandle { snapshot, state, ..handle })
                 };
-                let fresh = self.table.push(CasHandle { snapshot, ..handle })?;
-                Ok(Err(CasError::CasFailed(fresh)))
+                match fresh.await {
+                    Ok(fresh) => Ok(Err(CasError::CasFailed(self.table.push(fresh)?))),
+                    Err(e) => Ok(Err(CasError::StoreError(Error::Other(e.to_string())))),
+                }
             }
             Err(e) => Ok(Err(CasError::StoreError(Error::Other(e.to_string())))),
         }
@@ -89,18 +97,27 @@ impl wasi_atomics::Host for HostState {
 }
 
 impl wasi_atomics::HostCas for HostState {
-    /// Records the key only; the value is read by `current`, as Spin does.
+    /// Records the key (and whatever the store keeps per compare-and-swap);
+    /// the value is read by `current`, as Spin does.
     async fn new(&mut self, b: Resource<StoreHandle>, key: String) -> wasmtime::Result<Result<Resource<CasHandle>, Error>> {
         let store = self.table.get(&b)?.store.clone();
-        Ok(Ok(self.table.push(CasHandle { store, key, snapshot: None })?))
+        let state = match store.cas_begin(&self.kv_session, &key).await {
+            Ok(state) => state,
+            Err(e) => return Ok(Err(Error::Other(e.to_string()))),
+        };
+        Ok(Ok(self.table.push(CasHandle { store, key, snapshot: None, state })?))
     }
 
     async fn current(&mut self, cas: Resource<CasHandle>) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
-        let handle = self.table.get(&cas)?;
+        let handle = self.table.get_mut(&cas)?;
         let (store, key) = (handle.store.clone(), handle.key.clone());
-        match store.get(&self.kv_session, &key).await {
+        let mut state = std::mem::take(&mut handle.state);
+        let read = store.cas_current(&self.kv_session, &key, &mut state).await;
+        let handle = self.table.get_mut(&cas)?;
+        handle.state = state;
+        match read {
             Ok(value) => {
-                self.table.get_mut(&cas)?.snapshot = value.clone();
+                handle.snapshot = value.clone();
                 Ok(Ok(value))
             }
             Err(e) => Ok(Err(Error::Other(e.to_string()))),

@@ -2,7 +2,7 @@
 
 use wasmtime::component::Resource;
 
-use super::{KvError, StoreHandle};
+use crate::key_value::{KvError, StoreHandle};
 use crate::bindings::spin_key_value::{self, Error};
 use crate::state::HostState;
 
