@@ -5,8 +5,9 @@
 //! clients retry every id that got no 2xx until it does. Afterwards every
 //! id is stored exactly once: the summary's count and sum are exact and the
 //! listing holds each id once. Run on both host store modes (SQLite with a
-//! shared transaction; SQLite as Spin keeps it) and on a Redis-backed store,
-//! with and without Spin v4.0.2's defects.
+//! shared transaction; SQLite as Spin keeps it), on Spin's key-value store
+//! backed by Redis (with and without Spin v4.0.2's defects), and on a Redis
+//! the app talks to directly (`store_backend = "redis"`).
 //!
 //! `CRASH_POINTS=N` runs N crash points per store kind instead of the test
 //! command's few (`cargo xtask bench --crash` runs many).
@@ -36,6 +37,7 @@ enum StoreKind {
     SpinSqlite,
     Redis,
     RedisSpinV4_0_2,
+    DirectRedis,
 }
 
 /// The store a run's two host processes share.
@@ -48,12 +50,15 @@ struct Store {
 impl Store {
     fn new(kind: StoreKind) -> Store {
         let dir = tempfile::tempdir().expect("temp dir");
-        let redis = matches!(kind, StoreKind::Redis | StoreKind::RedisSpinV4_0_2).then(RedisServer::start);
+        let redis = matches!(kind, StoreKind::Redis | StoreKind::RedisSpinV4_0_2 | StoreKind::DirectRedis).then(RedisServer::start);
         Store { kind, dir, redis }
     }
 
     fn host_args(&self) -> Vec<String> {
-        let mut args: Vec<String> = vec!["--state-dir".into(), self.dir.path().join("state").to_string_lossy().into(), "--redis".into(), "embedded".into()];
+        // The cache stays embedded, except where the store is a Redis the guests
+        // open themselves: then both are on the test's server (keys never collide).
+        let guests_redis = if matches!(self.kind, StoreKind::DirectRedis) { "external" } else { "embedded" };
+        let mut args: Vec<String> = vec!["--state-dir".into(), self.dir.path().join("state").to_string_lossy().into(), "--redis".into(), guests_redis.into()];
         for (name, value) in [("rate_limit_requests", "1000000"), ("external_service_latency_ms", "0")] {
             args.extend(["--variable".to_string(), format!("{name}={value}")]);
         }
@@ -67,6 +72,12 @@ impl Store {
                 args.extend(["--runtime-config-file".into(), config.to_string_lossy().into()]);
                 if matches!(self.kind, StoreKind::RedisSpinV4_0_2) {
                     args.extend(["--kv-redis-defects".into(), "spin-v4.0.2".into()]);
+                }
+            }
+            StoreKind::DirectRedis => {
+                let url = self.redis.as_ref().map(RedisServer::url).unwrap_or_default();
+                for (name, value) in [("store_backend", "redis".to_string()), ("store_redis_url", url.clone()), ("redis_url", url)] {
+                    args.extend(["--variable".to_string(), format!("{name}={value}")]);
                 }
             }
         }
@@ -240,7 +251,7 @@ fn crashes() -> Vec<Crash> {
 }
 
 async fn recovers_on(kind: StoreKind) {
-    if matches!(kind, StoreKind::Redis | StoreKind::RedisSpinV4_0_2) {
+    if matches!(kind, StoreKind::Redis | StoreKind::RedisSpinV4_0_2 | StoreKind::DirectRedis) {
         assert!(redis_server::available(), "redis-server is not installed (apt-get install redis-server)");
     }
     let store = Store::new(kind);
@@ -267,4 +278,9 @@ async fn every_id_is_stored_once_after_crashes_on_a_redis_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_id_is_stored_once_after_crashes_on_spin_v4_0_2s_redis_store() {
     recovers_on(StoreKind::RedisSpinV4_0_2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_id_is_stored_once_after_crashes_on_a_redis_spoken_to_directly() {
+    recovers_on(StoreKind::DirectRedis).await;
 }

@@ -170,6 +170,8 @@ pub struct HostConfig<'a> {
     pub variables: &'a [(String, String)],
     /// Where the host's stdout and stderr go.
     pub log: &'a Path,
+    /// `--spin-costs`, to try other costs than the calibrated ones.
+    pub spin_costs: Option<&'a str>,
 }
 
 /// A running `spin-host up` (or the peer).
@@ -226,6 +228,9 @@ impl Host {
         if let Some(path) = config.runtime_config {
             command.arg("--runtime-config-file").arg(path);
         }
+        if let Some(costs) = config.spin_costs {
+            command.args(["--spin-costs", costs]);
+        }
         for (name, value) in config.variables {
             command.args(["--variable", &format!("{name}={value}")]);
         }
@@ -246,8 +251,9 @@ impl Host {
             if let Some(status) = process.exited() {
                 bail!("spin-host exited with {status} while starting:\n{}", log_tail(config.log, 2_000));
             }
+            // Any answer but a server error: the host serves (the probe app has no `/`).
             if let Ok(response) = load::request_once(address, "GET", "/", None).await {
-                if response.status == 200 {
+                if response.status < 500 {
                     return Ok(Host { process, address, metrics: Some(metrics), log: config.log.to_path_buf() });
                 }
             }

@@ -78,15 +78,22 @@ struct Cli {
     #[arg(long, value_name = "MINUTES")]
     soak: Option<usize>,
     /// Which parts to run: `api` (every scenario through the host on the
-    /// SQLite store), `redis` (floor, ingest, cached summary and the mixed
-    /// load on a Redis-backed store, both through Spin's key-value API and
-    /// spoken to directly) and `disk` (bytes per metric and the fold's cost,
-    /// natively).
-    #[arg(long, value_enum, value_delimiter = ',', default_values = ["api", "redis", "disk"])]
+    /// SQLite store, seeded with a million metrics), `stores` (the floor,
+    /// ingest, the cached summary and the mixed load on each of `--backends`)
+    /// and `disk` (bytes per metric and the fold's cost, natively).
+    #[arg(long, value_enum, value_delimiter = ',', default_values = ["api", "stores", "disk"])]
     parts: Vec<Part>,
+    /// The stores of the `stores` part: `sqlite` (Spin's key-value store on
+    /// SQLite), `kv-redis` (Spin's key-value store on Redis), `redis` (Redis
+    /// spoken to directly, `store_backend = "redis"`).
+    #[arg(long, value_enum, value_delimiter = ',', default_values = ["sqlite", "kv-redis", "redis"])]
+    backends: Vec<Backend>,
     /// Metrics of the large type (uncached summary, list); the targets assume 1 000 000.
     #[arg(long, default_value_t = 1_000_000)]
     large: u64,
+    /// Spin's costs for `--store-mode spin` hosts (`request=US,host-call=US,store-op=US,connect=US`), to calibrate the model.
+    #[arg(long)]
+    spin_costs: Option<String>,
     /// Worker threads of the load generator (the machine's cores are shared with the host).
     #[arg(long, default_value_t = 1)]
     client_threads: usize,
@@ -113,7 +120,7 @@ enum RedisChoice {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Part {
     Api,
-    Redis,
+    Stores,
     Disk,
 }
 
@@ -190,6 +197,7 @@ struct Bench {
     large: u64,
     seed_copy: Duration,
     host_logs: Vec<report::HostLog>,
+    spin_costs: Option<String>,
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -268,6 +276,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         large: cli.large,
         seed_copy: Duration::ZERO,
         host_logs: Vec::new(),
+        spin_costs: cli.spin_costs.clone(),
     };
     let mut rows = Vec::new();
     if api {
@@ -285,10 +294,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     } else {
         println!("\nbench: PEER_DIR and PEER_PYTHON are not set: the peer is left out (README, \"Performance\")");
     }
-    if cli.parts.contains(&Part::Redis) {
+    if cli.parts.contains(&Part::Stores) {
         for &store in &stores {
-            for backend in [Backend::KvRedis, Backend::Redis] {
-                rows.extend(redis_backed(&mut bench, Section { store, backend, redis: RedisKind::External }).await?);
+            for &backend in &cli.backends {
+                rows.extend(on_store(&mut bench, Section { store, backend, redis: RedisKind::External }).await?);
             }
         }
     }
@@ -360,6 +369,7 @@ async fn soak(cli: &Cli, root: &Path, host_bin: &Path, work: &Path, stores: &[St
             runtime_config: None,
             variables: &app_variables(Some(&redis), &[]),
             log: &log,
+            spin_costs: cli.spin_costs.as_deref(),
         })
         .await?;
         running.push(tokio::spawn(async move {
@@ -557,11 +567,11 @@ async fn replicas(bench: &mut Bench) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// The scenarios of the table on a Redis-backed store (a durable
-/// redis-server, append-only, fsync every second) with the cache on another:
-/// the floor, ingest, the cached summary of a type of 1 000 metrics, and the
-/// mixed load.
-async fn redis_backed(bench: &mut Bench, section: Section) -> anyhow::Result<Vec<Row>> {
+/// The rows that compare the stores (and the host with real Spin): the
+/// floor, ingest, the cached summary of a type of 1 000 metrics, and the
+/// mixed load, from an empty store, with the cache on a redis-server (and a
+/// Redis-backed store on another, append-only, fsync every second).
+async fn on_store(bench: &mut Bench, section: Section) -> anyhow::Result<Vec<Row>> {
     println!("\nbench: --- {} ---", section.name());
     let mut rows = Vec::new();
     let hello = bench.root.join("tests/fixtures/hello/spin.toml");
@@ -573,12 +583,26 @@ async fn redis_backed(bench: &mut Bench, section: Section) -> anyhow::Result<Vec
     let store = RedisServer::start_durable(&bench.redis_server, &bench.work).context("starting redis-server for the store")?;
     let cache = start_redis(bench, RedisKind::External)?.context("a redis-server for the cache")?;
     let config = bench.work.join(format!("{}.toml", section.name().replace('/', "-")));
+    if section.backend != Backend::Redis {
+        // What one durable key-value write per request costs on this store.
+        let probe = bench.root.join("tests/fixtures/probe/spin.toml");
+        let runtime_config = (section.backend == Backend::KvRedis).then(|| {
+            std::fs::write(&config, format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"{}\"\n", store.url())).map(|()| config.clone())
+        });
+        let runtime_config = runtime_config.transpose()?;
+        let variables = [("token".to_string(), "bench".to_string())];
+        let mut host = start(bench, section, "probe", &probe, &variables, None, runtime_config.as_deref()).await?;
+        let mut target = Target { hosts: vec![&mut host], section, redis: vec![&store] };
+        rows.push(measure(bench, &mut target, Scenario::WriteProbe, get("/probe/incr?key=probe".into(), Expect::status(200))).await?);
+        finish(bench, section, "probe", host)?;
+    }
     let (variables, runtime_config) = match section.backend {
         Backend::KvRedis => {
             std::fs::write(&config, format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"{}\"\n", store.url()))?;
             (app_variables(Some(&cache), &[]), Some(config.as_path()))
         }
-        _ => {
+        Backend::Sqlite => (app_variables(Some(&cache), &[]), None),
+        Backend::Redis => {
             let url = store.url();
             (app_variables(Some(&cache), &[("store_backend", "redis"), ("store_redis_url", &url)]), None)
         }
@@ -730,6 +754,7 @@ async fn start(
         runtime_config,
         variables,
         log: &log,
+        spin_costs: bench.spin_costs.as_deref(),
     })
     .await
     .with_context(|| format!("starting the {name} host ({})", section.name()))?;

@@ -27,7 +27,7 @@ pub enum Store {
 }
 
 /// Where the app keeps its metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Backend {
     /// Spin's key-value store on SQLite (the default).
@@ -73,6 +73,8 @@ impl Section {
 #[serde(rename_all = "snake_case")]
 pub enum Scenario {
     Floor,
+    /// The probe fixture making one key-value write (an increment) per request.
+    WriteProbe,
     Ingest,
     SummaryCached,
     List,
@@ -128,6 +130,7 @@ impl Row {
     pub fn label(&self, small: u64, large: u64) -> String {
         match self.scenario {
             Scenario::Floor => "floor (hello)".into(),
+            Scenario::WriteProbe => "probe: 1 key-value write".into(),
             Scenario::Ingest => "ingest POST".into(),
             Scenario::SummaryCached => "summary cached (HIT)".into(),
             Scenario::List => "list first page (100)".into(),
@@ -262,6 +265,15 @@ pub fn targets(rows: &[Row], large: u64, small: u64) -> Vec<Target> {
                 }
             }
             _ => {}
+        }
+        if let (Some(probe), Some(ingest)) = (row(Scenario::WriteProbe), row(Scenario::Ingest)) {
+            let r = ingest.requests_per_second / probe.requests_per_second.max(1e-9);
+            push(
+                "ingest >= 90 % of one key-value write per request".into(),
+                format!("{:.0} % ({:.0} / {:.0} req/s)", r * 100.0, ingest.requests_per_second, probe.requests_per_second),
+                r >= 0.9,
+                busy(&[Some(probe), Some(ingest)]),
+            );
         }
         if let (Some(single), Some(batch)) = (row(Scenario::Ingest), row(Scenario::IngestBatch)) {
             let r = batch.requests_per_second / single.requests_per_second.max(1e-9);

@@ -9,7 +9,7 @@ use analytics_platform::core::app_metrics::Family;
 use analytics_platform::core::metric::{new_id, NewMetric};
 use analytics_platform::counters::Tally;
 use analytics_platform::clock;
-use analytics_platform::store::Store;
+use analytics_platform::scoped::Scoped;
 use serde_json::{json, Value};
 
 fn rejected(index: usize, error: &ApiError) -> Value {
@@ -28,7 +28,7 @@ pub fn parse(request: &spin_sdk::http::Request, now: i64) -> Result<Vec<Result<N
 
 /// Stores the valid items: `(status, body)` (200 with the counts, 422 when
 /// nothing was accepted), and how they count.
-pub fn store(parsed: Vec<Result<NewMetric, ApiError>>, now: i64) -> (Result<(u16, Value), ApiError>, Tally) {
+pub fn store(kv: &mut Scoped, parsed: Vec<Result<NewMetric, ApiError>>, now: i64) -> (Result<(u16, Value), ApiError>, Tally) {
     let mut tally = Tally::default();
     let random = clock::random_u128();
     let mut items = Vec::new();
@@ -52,13 +52,8 @@ pub fn store(parsed: Vec<Result<NewMetric, ApiError>>, now: i64) -> (Result<(u16
         Ok(expiry) => expiry,
         Err(e) => return (Err(e), tally),
     };
-    let outcomes: Vec<Result<Ingested, ApiError>> = match Store::open() {
-        Ok(mut kv) => ingest_batch(&mut kv, &items, random as u64, expiry)
-            .into_iter()
-            .map(|o| o.map_err(|e| ApiError::unavailable(e.to_string())))
-            .collect(),
-        Err(e) => items.iter().map(|_| Err(ApiError::unavailable(format!("key-value store: {e}")))).collect(),
-    };
+    let outcomes: Vec<Result<Ingested, ApiError>> =
+        ingest_batch(kv, &items, random as u64, expiry).into_iter().map(|o| o.map_err(|e| ApiError::unavailable(e.to_string()))).collect();
     let (mut accepted, mut duplicates, mut failures) = (0, 0, 0);
     for (outcome, (&index, (metric, _))) in outcomes.into_iter().zip(positions.iter().zip(&items)) {
         crate::count_outcome(&mut tally, &outcome);

@@ -16,7 +16,9 @@ use analytics_platform::core::expiry::Expiry;
 use analytics_platform::core::metric::{new_id, parse_new_metric, Metric, NewMetric, TimeLimits, MAX_BODY_BYTES};
 use analytics_platform::core::rate_limit::{client_id, Decision, RateLimit, SLIDING_WINDOW_SCRIPT};
 use analytics_platform::counters::Tally;
-use analytics_platform::store::Store;
+use analytics_platform::core::auth::Scope;
+use analytics_platform::gate::{self, Admitted};
+use analytics_platform::scoped::Scoped;
 use analytics_platform::redis::Redis;
 use analytics_platform::{clock, config, respond};
 use serde_json::json;
@@ -27,22 +29,29 @@ const ALLOW: &[&str] = &["POST"];
 
 #[http_component]
 fn handle(request: Request) -> anyhow::Result<Response> {
-    if let Err(e) = respond::require_method(request.method(), ALLOW) {
-        return Ok(respond::error(&e, ALLOW));
-    }
+    let mut admitted = match gate::admit(&request, ALLOW, Scope::Ingest) {
+        Ok(admitted) => admitted,
+        Err(response) => return Ok(response),
+    };
+    let response = ingest_request(&request, &mut admitted);
+    Ok(admitted.finish(response))
+}
+
+fn ingest_request(request: &Request, admitted: &mut Admitted) -> Response {
     let policy = match settings::rate_limit(config::lookup()) {
-        Ok(p) => p,
-        Err(e) => return Ok(respond::error(&e, ALLOW)),
+        // A key counts on its own, at its own limit if it has one.
+        Ok(p) => RateLimit { limit: admitted.principal.rate_limit_requests.unwrap_or(p.limit), ..p },
+        Err(e) => return respond::error(&e, ALLOW),
     };
     let now = clock::now_ms();
     // Validation first (it is only CPU), so the rate-limit script can count
     // the outcome in the same round trip.
     let is_batch = request.path().trim_end_matches('/').ends_with("/batch");
-    let parsed = if is_batch { batch::parse(&request, now).map(Parsed::Many) } else { parse(&request, now).map(Parsed::One) };
+    let parsed = if is_batch { batch::parse(request, now).map(Parsed::Many) } else { parse(request, now).map(Parsed::One) };
     let expected = expected_counts(&parsed);
-    let (decision, redis) = match admit(&request, &policy, now, &expected) {
+    let (decision, redis) = match admit(request, admitted.principal.key_id.as_deref(), &policy, now, &expected) {
         Ok(d) => d,
-        Err(e) => return Ok(respond::error(&e, ALLOW)),
+        Err(e) => return respond::error(&e, ALLOW),
     };
     let headers = rate_limit_headers(&decision);
     if let Some(retry_after) = decision.retry_after_seconds {
@@ -53,19 +62,19 @@ fn handle(request: Request) -> anyhow::Result<Response> {
         });
         let mut headers = headers;
         headers.push(("retry-after", retry_after.to_string()));
-        return Ok(respond::json_with(429, &body, &headers));
+        return respond::json_with(429, &body, &headers);
     }
     let (answer, counted) = match parsed {
         Err(e) => (Err(e), expected.clone()),
-        Ok(Parsed::One(new)) => store(new, now),
-        Ok(Parsed::Many(items)) => batch::store(items, now),
+        Ok(Parsed::One(new)) => store(&mut admitted.store, new, now),
+        Ok(Parsed::Many(items)) => batch::store(&mut admitted.store, items, now),
     };
     // Only what the store changed costs a call: duplicates, conflicts, failures.
     counted.minus(&expected).send(redis.as_ref());
-    Ok(match answer {
+    match answer {
         Ok((status, body)) => respond::json_with(status, &body, &headers),
         Err(e) => respond::error_with(&e, ALLOW, &headers),
-    })
+    }
 }
 
 /// A request's metrics, validated.
@@ -118,10 +127,15 @@ fn rate_limit_headers(d: &Decision) -> Vec<(&'static str, String)> {
 /// The sliding-window decision, made in Redis, which also raises
 /// `counts` if the request is admitted; without Redis, let the request
 /// through. Gives back the connection for later counts.
-fn admit(request: &Request, policy: &RateLimit, now: i64, counts: &Tally) -> Result<(Decision, Option<Redis>), ApiError> {
-    let trust = settings::boolean(config::lookup(), "trust_forwarded_for")?;
-    let header = |name: &str| request.header(name).and_then(|v| v.as_str());
-    let client = client_id(header("spin-client-addr"), header("x-forwarded-for"), trust);
+fn admit(request: &Request, key_id: Option<&str>, policy: &RateLimit, now: i64, counts: &Tally) -> Result<(Decision, Option<Redis>), ApiError> {
+    let client = match key_id {
+        Some(id) => format!("key:{id}"),
+        None => {
+            let trust = settings::boolean(config::lookup(), "trust_forwarded_for")?;
+            let header = |name: &str| request.header(name).and_then(|v| v.as_str());
+            client_id(header("spin-client-addr"), header("x-forwarded-for"), trust)
+        }
+    };
     let member = format!("{now}-{:x}", clock::random_u128() as u64);
     let redis = Redis::connect();
     let decided = redis.as_ref().map_err(Clone::clone).and_then(|redis| {
@@ -171,15 +185,13 @@ fn parse(request: &Request, now: i64) -> Result<NewMetric, ApiError> {
 }
 
 /// Stores one metric: `(status, body)`, and how it counts.
-fn store(new: NewMetric, now: i64) -> (Result<(u16, serde_json::Value), ApiError>, Tally) {
+fn store(kv: &mut Scoped, new: NewMetric, now: i64) -> (Result<(u16, serde_json::Value), ApiError>, Tally) {
     let random = clock::random_u128();
     let client_given = new.id.is_some();
     let id = new.id.clone().unwrap_or_else(|| new_id(now, random));
     let metric = new.with_id(id);
-    let outcome = expiry(now).and_then(|expiry| {
-        let mut kv = Store::open().map_err(|e| ApiError::unavailable(format!("key-value store: {e}")))?;
-        ingest(&mut kv, &metric, client_given, (random >> 96) as usize, expiry).map_err(|e| ApiError::unavailable(e.to_string()))
-    });
+    let outcome = expiry(now)
+        .and_then(|expiry| ingest(kv, &metric, client_given, (random >> 96) as usize, expiry).map_err(|e| ApiError::unavailable(e.to_string())));
     let mut tally = Tally::default();
     count_outcome(&mut tally, &outcome);
     let answer = outcome.and_then(|outcome| match outcome {

@@ -8,8 +8,9 @@ use analytics_platform::core::ingest::types;
 use analytics_platform::core::query::Query;
 use analytics_platform::core::retention::{retention, RetentionRequest};
 use analytics_platform::core::stats::{active_users, series, top_types, ActiveUsersRequest, SeriesRequest, TopTypesRequest};
-use analytics_platform::store::Store;
-use analytics_platform::{clock, respond};
+use analytics_platform::core::auth::Scope;
+use analytics_platform::scoped::Scoped;
+use analytics_platform::{clock, gate, respond};
 use serde_json::Value;
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
@@ -18,41 +19,44 @@ const ALLOW: &[&str] = &["GET"];
 
 #[http_component]
 fn handle(request: Request) -> anyhow::Result<Response> {
-    Ok(match answer(&request) {
+    let mut admitted = match gate::admit(&request, ALLOW, Scope::Read) {
+        Ok(admitted) => admitted,
+        Err(response) => return Ok(response),
+    };
+    let response = match answer(&request, &mut admitted.store) {
         Ok(body) => respond::json(200, &body),
         Err(e) => {
             analytics_platform::counters::count_store_failure("stats", &e);
             respond::error(&e, ALLOW)
         }
-    })
+    };
+    Ok(admitted.finish(response))
 }
 
 fn unavailable(e: impl std::fmt::Display) -> ApiError {
     ApiError::unavailable(format!("key-value store: {e}"))
 }
 
-fn answer(request: &Request) -> Result<Value, ApiError> {
-    respond::require_method(request.method(), ALLOW)?;
+fn answer(request: &Request, kv: &mut Scoped) -> Result<Value, ApiError> {
     let query = Query::parse(request.query())?;
     let now = clock::now_ms();
-    let mut kv = Store::open().map_err(unavailable)?;
     let path = request.path().trim_end_matches('/');
     match path.rsplit('/').next().unwrap_or("") {
         "active-users" => {
             let request = ActiveUsersRequest::parse(&query, now)?;
             let all = match request.metric_type {
                 Some(_) => Vec::new(),
-                None => types(&mut kv).map_err(unavailable)?,
+                None => types(kv).map_err(unavailable)?,
             };
-            active_users(&mut kv, &request, &all).map_err(unavailable)
+            active_users(kv, &request, &all).map_err(unavailable)
         }
         "top-types" => {
             let request = TopTypesRequest::parse(&query, now)?;
-            let all = types(&mut kv).map_err(unavailable)?;
-            top_types(&mut kv, &request, &all).map_err(unavailable)
+            let all = types(kv).map_err(unavailable)?;
+            top_types(kv, &request, &all).map_err(unavailable)
         }
-        "retention" => retention(&mut kv, &RetentionRequest::parse(&query, now)?).map_err(unavailable),
-        "series" => series(&mut kv, &SeriesRequest::parse(&query, now)?).map_err(unavailable),
+        "retention" => retention(kv, &RetentionRequest::parse(&query, now)?).map_err(unavailable),
+        "series" => series(kv, &SeriesRequest::parse(&query, now)?).map_err(unavailable),
         _ => Err(ApiError::new(404, "not_found", format!("no endpoint at {path}; GET / lists the endpoints"))),
     }
 }

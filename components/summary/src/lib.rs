@@ -25,7 +25,8 @@ use analytics_platform::core::summary_cache::{
 };
 use analytics_platform::core::app_metrics::{field, Family, COUNTERS_KEY, HIT_SAMPLE};
 use analytics_platform::counters::Tally;
-use analytics_platform::store::Store;
+use analytics_platform::core::auth::Scope;
+use analytics_platform::gate::{self, Admitted};
 use analytics_platform::redis::Redis;
 use analytics_platform::{clock, config, respond};
 use spin_sdk::http::{Request, Response};
@@ -35,13 +36,18 @@ const ALLOW: &[&str] = &["GET"];
 
 #[http_component]
 fn handle(request: Request) -> anyhow::Result<Response> {
-    Ok(match summarize(&request) {
+    let mut admitted = match gate::admit(&request, ALLOW, Scope::Read) {
+        Ok(admitted) => admitted,
+        Err(response) => return Ok(response),
+    };
+    let response = match summarize(&request, &mut admitted) {
         Ok((cache, body)) => respond::raw_json(200, body, &[("x-cache", cache.to_string())]),
         Err(e) => {
             analytics_platform::counters::count_store_failure("summary", &e);
             respond::error(&e, ALLOW)
         }
-    })
+    };
+    Ok(admitted.finish(response))
 }
 
 /// How the cache took part in an answer.
@@ -85,12 +91,13 @@ fn count_sampled_hit() {
 const FILL_LOCK_MS: u64 = 2_000;
 
 /// The answer and how the cache took part; the body is serialised JSON.
-fn summarize(request: &Request) -> Result<(Cache, Vec<u8>), ApiError> {
-    respond::require_method(request.method(), ALLOW)?;
+fn summarize(request: &Request, admitted: &mut Admitted) -> Result<(Cache, Vec<u8>), ApiError> {
     let now = clock::now_ms();
     let summary = SummaryRequest::parse(&Query::parse(request.query())?, now)?;
     let ttl = settings::whole(config::lookup(), "cache_ttl_seconds", 0, 86_400 * 30)?;
-    let mut kv = Store::open().map_err(unavailable)?;
+    let (folded_key, cached_answer_key) = (admitted.redis_key(&folded_key(&summary)), admitted.redis_key(&cache_answer_key(&summary)));
+    let admitted_prefix = admitted.principal.key_prefix();
+    let kv = &mut admitted.store;
     // The journal's headers first (what it holds is what every answer must
     // include), and the last answer kept in the store, in one read.
     let mut keys = journal_keys(&summary.metric_type);
@@ -109,7 +116,6 @@ fn summarize(request: &Request) -> Result<(Cache, Vec<u8>), ApiError> {
 
     // Redis: the answer kept there, the folded part, the upstream context.
     let redis = Redis::connect().map_err(|e| eprintln!("summary cache unavailable: {e}")).ok();
-    let (folded_key, cached_answer_key) = (folded_key(&summary), cache_answer_key(&summary));
     let (mut cached_answer, mut cached_folded, mut cached_context) = (None, None, None);
     if let (Some(redis), true) = (&redis, ttl > 0) {
         match redis.mget(&[&cached_answer_key, &folded_key, &context_key(&summary.metric_type)]) {
@@ -132,12 +138,12 @@ fn summarize(request: &Request) -> Result<(Cache, Vec<u8>), ApiError> {
     let journals = if whole { heads } else { kv.get_many(&keys).map_err(unavailable)? };
     let pending = Pending::decode(&keys, &journals).map_err(unavailable)?;
     let (cache, aggregate, folded_to_keep) = match (ttl, cached_folded) {
-        (0, _) => (Cache::Bypass, window_aggregate(&mut kv, &summary, &pending).map_err(unavailable)?.total, None),
+        (0, _) => (Cache::Bypass, window_aggregate(kv, &summary, &pending).map_err(unavailable)?.total, None),
         (_, Some(folded)) if Pending::folded_state(&pending.headers) == folded_state => {
             (Cache::Partial, with_pending(&folded, &summary, &pending), None)
         }
         _ => {
-            let window = window_aggregate(&mut kv, &summary, &pending).map_err(unavailable)?;
+            let window = window_aggregate(kv, &summary, &pending).map_err(unavailable)?;
             (Cache::Miss, window.total, window.folded)
         }
     };
@@ -155,7 +161,7 @@ fn summarize(request: &Request) -> Result<(Cache, Vec<u8>), ApiError> {
     let replaced = stored_answer.as_deref().and_then(computed_at).max(cached_answer.as_deref().and_then(computed_at));
     let placement = placement(replaced, now, kv.cheap_writes());
     // Of the requests that computed this answer, one stores it.
-    let fill = fill_key(&summary, &state);
+    let fill = format!("{}{}", admitted_prefix, fill_key(&summary, &state));
     let stores = match &redis {
         Some(redis) => {
             let folded = folded_to_keep.as_ref().map(|a| encode_folded(&folded_state, a));

@@ -3,6 +3,8 @@
 //! it is tested without a clock, a server or a store.
 
 pub mod aggregate;
+pub mod api_keys;
+pub mod auth;
 pub mod api_error;
 pub mod app_metrics;
 pub mod batch;

@@ -95,7 +95,7 @@ return 0
 
 /// An answer that replaced one at least this old is worth a write to a
 /// store whose writes are expensive.
-pub const STABLE_MS: i64 = 1_000;
+pub const STABLE_MS: i64 = 250;
 
 /// Where a new answer is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

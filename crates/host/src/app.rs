@@ -294,7 +294,7 @@ impl App {
         };
         let key_value = runtime_config.open_stores(&state_dir, &store_options)?;
         let spin_costs = (options.store_mode == StoreMode::Spin).then_some(options.spin_costs);
-        let redis = RedisService::new(options.redis.resolve(&variables), spin_costs.map(|c| c.host_call));
+        let redis = RedisService::new(options.redis.resolve(&variables), spin_costs);
 
         let engine = engine()?;
         let linker = linker(&engine)?;

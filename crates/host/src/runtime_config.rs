@@ -114,14 +114,17 @@ impl RuntimeConfig {
             .map(|(label, backing)| {
                 let mut store: Arc<dyn Store> = match (backing, options.mode) {
                     (Backing::Sqlite(path), StoreMode::Fast) => Arc::new(SqliteStore::open(&label, path.as_deref())?),
-                    (Backing::Sqlite(path), StoreMode::Spin) => Arc::new(SpinSqliteStore::open(&label, path.as_deref())?),
+                    (Backing::Sqlite(path), StoreMode::Spin) => {
+                        Arc::new(SpinSqliteStore::open_with_cost(&label, path.as_deref(), options.spin_costs.store_op)?)
+                    }
                     (Backing::Redis(url), StoreMode::Fast) => Arc::new(
                         RedisStore::new(&url, redis.clone(), options.redis_defects)
                             .with_context(|| format!("key_value_store.{label}.url"))?,
                     ),
-                    (Backing::Redis(url), StoreMode::Spin) => {
-                        Arc::new(SpinRedisStore::new(&url, redis.clone()).with_context(|| format!("key_value_store.{label}.url"))?)
-                    }
+                    (Backing::Redis(url), StoreMode::Spin) => Arc::new(
+                        SpinRedisStore::new(&url, redis.clone(), options.spin_costs.connect)
+                            .with_context(|| format!("key_value_store.{label}.url"))?,
+                    ),
                 };
                 if options.mode == StoreMode::Spin {
                     store = Arc::new(HookedStore { inner: store, hook: Arc::new(SpinCallCost(options.spin_costs.host_call)) });

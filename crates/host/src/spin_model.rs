@@ -12,16 +12,25 @@
 
 use std::time::{Duration, Instant};
 
-/// Extra CPU per request and per host call.
+/// Extra CPU per request, per host call, per operation of Spin's SQLite
+/// store (spent on the store's one connection, so other operations wait for
+/// it as they wait for Spin's lock) and per new Redis connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpinCosts {
     pub request: Duration,
     pub host_call: Duration,
+    pub store_op: Duration,
+    pub connect: Duration,
 }
 
 impl SpinCosts {
     /// Calibrated defaults (see the module documentation).
-    pub const CALIBRATED: SpinCosts = SpinCosts { request: Duration::from_micros(250), host_call: Duration::from_micros(12) };
+    pub const CALIBRATED: SpinCosts = SpinCosts {
+        request: Duration::from_micros(250),
+        host_call: Duration::from_micros(6),
+        store_op: Duration::from_micros(120),
+        connect: Duration::from_micros(170),
+    };
 }
 
 /// Keeps this thread busy for `time`, as work would (a sleep would let the
@@ -36,7 +45,8 @@ pub fn burn(time: Duration) {
     }
 }
 
-/// Parses `request=250us,host-call=12us` (microseconds; either part may be left out).
+/// Parses `request=250us,host-call=12us,store-op=0,connect=0` (microseconds;
+/// any part may be left out).
 pub fn parse(text: &str) -> Result<SpinCosts, String> {
     let mut costs = SpinCosts::CALIBRATED;
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -49,7 +59,9 @@ pub fn parse(text: &str) -> Result<SpinCosts, String> {
         match name.trim() {
             "request" => costs.request = Duration::from_micros(micros),
             "host-call" => costs.host_call = Duration::from_micros(micros),
-            other => return Err(format!("unknown cost `{other}`; use request and host-call")),
+            "store-op" => costs.store_op = Duration::from_micros(micros),
+            "connect" => costs.connect = Duration::from_micros(micros),
+            other => return Err(format!("unknown cost `{other}`; use request, host-call, store-op and connect")),
         }
     }
     Ok(costs)
@@ -62,8 +74,9 @@ mod tests {
     #[test]
     fn costs_parse_with_defaults_for_what_is_left_out() {
         assert_eq!(parse("").unwrap(), SpinCosts::CALIBRATED);
-        let costs = parse("request=100us, host-call=3").unwrap();
+        let costs = parse("request=100us, host-call=3, connect=7").unwrap();
         assert_eq!((costs.request, costs.host_call), (Duration::from_micros(100), Duration::from_micros(3)));
+        assert_eq!((costs.store_op, costs.connect), (SpinCosts::CALIBRATED.store_op, Duration::from_micros(7)));
         assert!(parse("requests=1").is_err());
         assert!(parse("request=fast").is_err());
     }

@@ -5,11 +5,13 @@
 pub mod clock;
 pub mod config;
 pub mod counters;
+pub mod gate;
 pub mod http_out;
 pub mod kv;
 pub mod redis;
 pub mod redis_store;
 pub mod respond;
+pub mod scoped;
 pub mod store;
 
 pub use analytics_core as core;

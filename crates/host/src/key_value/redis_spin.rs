@@ -22,6 +22,8 @@ pub struct SpinRedisStore {
     connections: Arc<ExternalRedis>,
     /// The one-command operations, with Spin v4.0.2's defects.
     shared: RedisStore,
+    /// CPU Spin spends setting up each new connection ([`crate::spin_model`]).
+    connect_cost: std::time::Duration,
 }
 
 fn other(e: impl std::fmt::Display) -> KvError {
@@ -29,9 +31,9 @@ fn other(e: impl std::fmt::Display) -> KvError {
 }
 
 impl SpinRedisStore {
-    pub fn new(address: &str, connections: Arc<ExternalRedis>) -> anyhow::Result<Self> {
+    pub fn new(address: &str, connections: Arc<ExternalRedis>, connect_cost: std::time::Duration) -> anyhow::Result<Self> {
         let shared = RedisStore::new(address, connections.clone(), SpinRedisDefects::V4_0_2)?;
-        Ok(SpinRedisStore { address: address.to_string(), connections, shared })
+        Ok(SpinRedisStore { address: address.to_string(), connections, shared, connect_cost })
     }
 
     async fn on_own(&self, state: &mut CasState, args: &[&[u8]]) -> KvResult<Reply> {
@@ -103,6 +105,7 @@ impl Store for SpinRedisStore {
     }
 
     async fn cas_begin(&self, _: &Session, _key: &str) -> KvResult<CasState> {
+        crate::spin_model::burn(self.connect_cost);
         Ok(CasState::Connection(self.connections.connect_new(&self.address).await.map_err(other)?))
     }
 

@@ -23,6 +23,9 @@ type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 pub struct SpinSqliteStore {
     label: Arc<str>,
     jobs: mpsc::Sender<Job>,
+    /// What Spin spends per operation while it holds the connection's lock
+    /// beyond SQLite's own work ([`crate::spin_model`]).
+    op_cost: std::time::Duration,
 }
 
 fn other(e: impl std::fmt::Display) -> KvError {
@@ -32,6 +35,12 @@ fn other(e: impl std::fmt::Display) -> KvError {
 impl SpinSqliteStore {
     /// Opens (creating if needed) the database at `path`; `None` keeps it in memory.
     pub fn open(label: &str, path: Option<&Path>) -> anyhow::Result<Self> {
+        Self::open_with_cost(label, path, std::time::Duration::ZERO)
+    }
+
+    /// [`SpinSqliteStore::open`], spending `op_cost` on the connection's
+    /// thread with every operation.
+    pub fn open_with_cost(label: &str, path: Option<&Path>, op_cost: std::time::Duration) -> anyhow::Result<Self> {
         let connection = match path {
             Some(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -52,7 +61,7 @@ impl SpinSqliteStore {
                 job(&mut connection);
             }
         })?;
-        Ok(SpinSqliteStore { label: label.into(), jobs })
+        Ok(SpinSqliteStore { label: label.into(), jobs, op_cost })
     }
 
     /// Runs `f` on the connection's thread, after every operation queued before it.
@@ -61,8 +70,9 @@ impl SpinSqliteStore {
         f: impl FnOnce(&mut Connection, &str) -> KvResult<T> + Send + 'static,
     ) -> KvResult<T> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let label = self.label.clone();
+        let (label, op_cost) = (self.label.clone(), self.op_cost);
         let job: Job = Box::new(move |connection| {
+            crate::spin_model::burn(op_cost);
             let _ = reply.send(f(connection, &label));
         });
         self.jobs.send(job).map_err(|_| KvError::Other("key-value store thread stopped".into()))?;

@@ -44,8 +44,8 @@ pub struct RedisService {
     embedded: Option<Arc<EmbeddedRedis>>,
     external: ExternalRedis,
     /// Spin's costs (`StoreMode::Spin`): a new connection for every guest
-    /// `open` instead of a shared one, and this much CPU per call.
-    spin_call_cost: Option<std::time::Duration>,
+    /// `open` instead of a shared one, and CPU per call and per connection.
+    spin_costs: Option<crate::spin_model::SpinCosts>,
 }
 
 /// An open guest connection.
@@ -55,17 +55,17 @@ pub enum Connection {
 }
 
 impl RedisService {
-    pub fn new(use_embedded: bool, spin_call_cost: Option<std::time::Duration>) -> Self {
+    pub fn new(use_embedded: bool, spin_costs: Option<crate::spin_model::SpinCosts>) -> Self {
         RedisService {
             embedded: use_embedded.then(|| Arc::new(EmbeddedRedis::new())),
             external: ExternalRedis::new("guests"),
-            spin_call_cost,
+            spin_costs,
         }
     }
 
     fn charge(&self) {
-        if let Some(cost) = self.spin_call_cost {
-            crate::spin_model::burn(cost);
+        if let Some(costs) = self.spin_costs {
+            crate::spin_model::burn(costs.host_call);
         }
     }
 
@@ -76,12 +76,15 @@ impl RedisService {
 
     pub async fn open(&self, address: &str) -> Result<Connection, String> {
         self.charge();
+        if let Some(costs) = self.spin_costs {
+            crate::spin_model::burn(costs.connect);
+        }
         match &self.embedded {
             Some(server) if server.is_available() => Ok(Connection::Embedded(server.clone())),
             Some(_) => Err(embedded::UNAVAILABLE.to_string()),
             None => Ok(Connection::External {
                 address: address.to_string(),
-                connection: if self.spin_call_cost.is_some() {
+                connection: if self.spin_costs.is_some() {
                     self.external.connect_new(address).await?
                 } else {
                     self.external.connect(address).await?
