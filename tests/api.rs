@@ -45,3 +45,5 @@ mod routes;
 mod stats;
 #[path = "api/metrics.rs"]
 mod metrics;
+#[path = "api/auth.rs"]
+mod auth;

@@ -105,6 +105,10 @@ fn up(args: &[String]) -> Result<(), String> {
     let mut command = cargo();
     command.args(["build", "--release", "-p", "spin-host"]);
     run(command)?;
+    let auth_given = std::env::var("SPIN_VARIABLE_AUTH").is_ok() || args.iter().any(|a| a.starts_with("auth="));
+    if !auth_given {
+        eprintln!("note: auth is open: anyone who can reach the port may write and read the default project (--variable auth=required --variable admin_token=...)");
+    }
     let mut host = Command::new(release_binary("spin-host"));
     host.arg("up").args(args).current_dir(root());
     become_process(host)

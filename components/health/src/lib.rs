@@ -1,9 +1,10 @@
-//! GET /health: whether Redis and the key-value store answer.
+//! GET /health: whether Redis and the key-value store answer, and whether
+//! the API asks for keys (`auth`: `open` says so plainly).
 
 use analytics_platform::core::kv::Reader;
 use analytics_platform::store::Store;
 use analytics_platform::redis::Redis;
-use analytics_platform::respond;
+use analytics_platform::{gate, respond};
 use serde_json::json;
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
@@ -24,10 +25,17 @@ fn handle(request: Request) -> anyhow::Result<Response> {
         }
     }
     let healthy = redis.is_ok() && key_value.is_ok();
-    let body = json!({
+    let mut body = json!({
         "status": if healthy { "healthy" } else { "degraded" },
         "redis": state(&redis),
         "key_value": state(&key_value),
     });
+    match gate::mode() {
+        Ok(mode) => body["auth"] = json!(mode.name()),
+        Err(e) => return Ok(respond::error(&e, ALLOW)),
+    }
+    if body["auth"] == "open" {
+        body["auth_note"] = json!("open: anyone who can reach this API may write and read the default project; set auth=required and admin_token");
+    }
     Ok(respond::json(if healthy { 200 } else { 503 }, &body))
 }

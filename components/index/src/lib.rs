@@ -2,7 +2,8 @@
 //! route, so an unknown path gets a JSON 404 instead of an empty one.
 
 use analytics_platform::core::api_error::ApiError;
-use analytics_platform::respond;
+use analytics_platform::core::auth::Mode;
+use analytics_platform::{gate, respond};
 use serde_json::json;
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
@@ -19,11 +20,17 @@ fn handle(request: Request) -> anyhow::Result<Response> {
         return Ok(respond::error(&e, ALLOW));
     }
     let endpoint = |method: &str, path: &str, description: &str| json!({"method": method, "path": path, "description": description});
+    let auth = match gate::mode() {
+        Ok(Mode::Open) => "open: requests without a key may write and read the default project (set auth=required)",
+        Ok(Mode::Required) => "required: send an API key as Authorization: Bearer <key> or X-API-Key",
+        Err(e) => return Ok(respond::error(&e, ALLOW)),
+    };
     Ok(respond::json(
         200,
         &json!({
             "name": "Resilient Analytics API",
             "version": env!("CARGO_PKG_VERSION"),
+            "auth": auth,
             "endpoints": [
                 endpoint("POST", "/api/metrics", "ingest a metric {timestamp, value, type, id?, user_id?, properties?}"),
                 endpoint("POST", "/api/metrics/batch", "ingest up to 1000 metrics: a JSON array or NDJSON"),
@@ -33,6 +40,11 @@ fn handle(request: Request) -> anyhow::Result<Response> {
                 endpoint("GET", "/api/stats/active-users", "distinct users per ?interval= (day|week|month), ?type= optional"),
                 endpoint("GET", "/api/stats/retention", "cohorts by first active ?interval= (day|week) over ?periods="),
                 endpoint("GET", "/api/stats/top-types", "types by number of metrics from ?from= to ?to=, ?limit="),
+                endpoint("POST", "/api/keys", "create an API key {name, scopes, rate_limit_requests?, allowed_origins?} (admin)"),
+                endpoint("GET", "/api/keys", "the project's API keys, without their secrets (admin)"),
+                endpoint("DELETE", "/api/keys/{id}", "revoke an API key (admin)"),
+                endpoint("GET", "/api/users/{user_id}/export", "everything stored about a user (admin)"),
+                endpoint("DELETE", "/api/users/{user_id}", "erase a user's metrics and records; aggregates keep counting them (admin)"),
                 endpoint("GET", "/api/circuit-breaker/status", "state of the circuit breaker around the external service"),
                 endpoint("GET", "/api/simulator/config", "the external-service simulator's settings and call count"),
                 endpoint("PUT", "/api/simulator/config", "change the simulator's failure_rate and latency_ms"),

@@ -131,9 +131,10 @@ pub fn ingest<K: Kv>(kv: &mut K, metric: &Metric, client_id: bool, shard: usize,
     }
 }
 
-/// A post of an id claimed before with the same content: a duplicate if
-/// the metric is stored, otherwise it stores it (the first post died, or is
-/// still under way: the append is idempotent either way).
+/// A post of an id claimed before with the same content: a duplicate (the
+/// id was posted before), after storing the metric if it is not stored yet
+/// (the first post died, or is still under way: the append is idempotent
+/// either way). Only a first post answers "stored".
 fn re_post<K: Kv>(kv: &mut K, metric: &Metric, shard: usize, expiry: Option<Expiry>) -> Result<Ingested, StoreError> {
     for _ in 0..RECHECKS {
         let (found, absent_at) = find(kv, metric)?;
@@ -144,11 +145,12 @@ fn re_post<K: Kv>(kv: &mut K, metric: &Metric, shard: usize, expiry: Option<Expi
             return Ok(if stored.same_content(metric) { Ingested::Duplicate } else { Ingested::Conflict });
         }
         let watched = kv.watch(&journal_key(&metric.metric_type, shard))?;
-        let (done, fold) = append_and_fold(kv, watched, &[(metric, Known::AbsentAt(absent_at))], shard, expiry)?;
+        // A failed fold loses nothing: its items wait in the journal for the next.
+        let (done, _fold) = append_and_fold(kv, watched, &[(metric, Known::AbsentAt(absent_at))], shard, expiry)?;
         match done[0] {
             Appended::Added => {
-                let retention = record_activity(kv, metric).err();
-                return Ok(Ingested::Stored { shard, fold, retention });
+                let _ = record_activity(kv, metric);
+                return Ok(Ingested::Duplicate);
             }
             Appended::Held => return Ok(Ingested::Duplicate),
             Appended::Unsure => continue,
@@ -324,6 +326,7 @@ pub fn ingest_batch<K: Kv>(kv: &mut K, items: &[(Metric, bool)], random: u64, ex
                     if how == Appended::Unsure {
                         // Folded past its memory: the id is looked up again.
                         outcome[i] = Some(re_post(kv, metric, shard, expiry).map(|o| match o {
+                            // A first post: stored, whoever finished it.
                             Ingested::Duplicate => Ingested::Stored { shard, fold: None, retention: None },
                             other => other,
                         }));

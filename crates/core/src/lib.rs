@@ -11,6 +11,7 @@ pub mod batch;
 pub mod breaker;
 pub mod config;
 pub mod entries;
+pub mod erasure;
 pub mod expiry;
 pub mod fold;
 pub mod hll;

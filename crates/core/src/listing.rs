@@ -93,9 +93,10 @@ impl ListRequest {
         Ok(ListRequest { metric_type, limit, from_ms, to_ms, cursor })
     }
 
-    /// Whether `metric` belongs on a page of this request.
+    /// Whether `metric` belongs on a page of this request (an erased one never does).
     fn admits(&self, metric: &Metric) -> bool {
-        metric.timestamp_ms >= self.from_ms
+        !metric.is_erased()
+            && metric.timestamp_ms >= self.from_ms
             && metric.timestamp_ms < self.to_ms
             && self.cursor.as_ref().is_none_or(|c| c.precedes(metric))
     }

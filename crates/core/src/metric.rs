@@ -56,6 +56,18 @@ impl Metric {
         json
     }
 
+    /// The metric as erasure leaves it when it cannot be removed (it waits in
+    /// a journal and must still be counted): no id, user or properties. It
+    /// is counted in aggregates and never listed.
+    pub fn erased(&self) -> Metric {
+        Metric { id: String::new(), user_id: None, properties: None, ..self.clone() }
+    }
+
+    /// Whether erasure left this metric only to be counted.
+    pub fn is_erased(&self) -> bool {
+        self.id.is_empty()
+    }
+
     /// Same metric, ignoring the id: used to tell a retry from a conflicting reuse of an id.
     pub fn same_content(&self, other: &Metric) -> bool {
         self.metric_type == other.metric_type

@@ -127,6 +127,15 @@ pub fn record<K: Kv>(kv: &mut K, metric: &Metric, token: u64) -> Result<usize, S
     Ok(deltas.len())
 }
 
+/// The days (since 1970) a user was recorded active, oldest first.
+pub fn active_days(reader: &mut dyn Reader, user_id: &str) -> Result<Vec<i64>, StoreError> {
+    let key = user_key(user_id);
+    match reader.get(&key)? {
+        Some(bytes) => Ok(UserDays::decode(&key, &bytes)?.days.into_iter().map(|(day, _)| day).collect()),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// `GET /api/stats/retention?from=&to=&interval=day|week&periods=N`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetentionRequest {

@@ -52,6 +52,11 @@ pub struct ImportArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
 
+    /// An API key with the `ingest` scope (needed when the API runs with
+    /// `auth = "required"`); also read from ANALYTICS_API_KEY.
+    #[arg(long, value_name = "KEY", env = "ANALYTICS_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
     /// Seconds one request may take before it is retried.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub timeout: u64,

@@ -25,7 +25,7 @@ fn main() -> ExitCode {
 
 fn run_import(args: ImportArgs) -> ExitCode {
     let transport = match Http::new(&args.url, Duration::from_secs(args.timeout)) {
-        Ok(t) => t,
+        Ok(t) => t.with_api_key(args.api_key.clone()),
         Err(message) => {
             eprintln!("error: {message}");
             return ExitCode::from(FATAL);

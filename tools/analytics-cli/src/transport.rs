@@ -24,6 +24,8 @@ const MAX_REPLY_BYTES: u64 = 16 * 1024 * 1024;
 pub struct Http {
     agent: ureq::Agent,
     url: String,
+    /// Sent as `Authorization: Bearer <key>` (an `ingest` key).
+    api_key: Option<String>,
 }
 
 impl Http {
@@ -44,18 +46,23 @@ impl Http {
             .user_agent(concat!("analytics-cli/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
-        Ok(Http { agent, url })
+        Ok(Http { agent, url, api_key: None })
+    }
+
+    /// Sends `key` with every request.
+    pub fn with_api_key(mut self, key: Option<String>) -> Http {
+        self.api_key = key.filter(|k| !k.trim().is_empty());
+        self
     }
 }
 
 impl Transport for Http {
     fn post(&self, body: &[u8]) -> Result<Response, String> {
-        let mut response = self
-            .agent
-            .post(&self.url)
-            .header("Content-Type", "application/json")
-            .send(body)
-            .map_err(|e| e.to_string())?;
+        let mut request = self.agent.post(&self.url).header("Content-Type", "application/json");
+        if let Some(key) = &self.api_key {
+            request = request.header("Authorization", format!("Bearer {key}"));
+        }
+        let mut response = request.send(body).map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
         let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
         let body = response.body_mut().with_config().limit(MAX_REPLY_BYTES).read_to_vec().map_err(|e| e.to_string())?;
