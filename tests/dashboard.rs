@@ -427,3 +427,129 @@ async fn the_dashboard_shows_a_degraded_api_without_failing() {
     let refreshes: u32 = dom.element("<body").attr("data-refreshes").unwrap().parse().unwrap();
     assert!(refreshes >= 3, "the page kept refreshing: {refreshes}");
 }
+
+// ---- keys and origins, from a browser ----
+
+const ADMIN: &str = "browser-test-admin-token";
+
+/// Serves `html` to every request on loopback port `port`, on its own
+/// thread, until the test ends: a page on another origin than the API's.
+fn serve_page_on(port: u16, html: String) -> u16 {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind(("127.0.0.1", port)).expect("the page's port");
+    let port = listener.local_addr().expect("address").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{html}",
+                html.len()
+            );
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    port
+}
+
+/// Creates a key with the admin token; returns its secret.
+async fn admin_key(address: SocketAddr, request: Value) -> String {
+    let mut c = Connection::open(address).await.expect("connect");
+    let bearer = format!("Bearer {ADMIN}");
+    let r = c.send("POST", "/api/keys", &[("content-type", "application/json"), ("authorization", &bearer)], request.to_string()).await.expect("create");
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["key"].as_str().unwrap_or_default().to_string()
+}
+
+/// A page served from `http://localhost:<port>` calls the API at
+/// `http://127.0.0.1:<port>` (another origin): with an ingest key that
+/// allows that origin it can post metrics (preflight and all), and nothing
+/// else: not read with it, not post with a key that does not allow it.
+#[tokio::test]
+async fn a_page_on_another_origin_can_send_metrics_with_an_ingest_key_and_nothing_else() {
+    chromium();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut variables = quiet_upstream();
+    variables.extend([("auth", "required".to_string()), ("admin_token", ADMIN.to_string())]);
+    let (host, _) = start_seeded_as_admin(&variables, dir.path()).await;
+    let api = format!("http://127.0.0.1:{}", host.address.port());
+    // The page's own port is known only once it listens: reserve it first.
+    let page_port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
+    let page_origin = format!("http://localhost:{page_port}");
+    let allowed = admin_key(host.address, json!({"name": "web", "scopes": ["ingest"], "allowed_origins": [page_origin]})).await;
+    let elsewhere = admin_key(host.address, json!({"name": "elsewhere", "scopes": ["ingest"], "allowed_origins": ["http://other.example"]})).await;
+    let metric = json!({"type": "from_browser", "value": 42.0, "timestamp": timestamp_seconds_ago(2)}).to_string();
+    let html = format!(
+        r#"<!doctype html><html><body><pre id="results">pending</pre><script>
+const api = {api:?}, metric = {metric:?};
+async function attempt(name, path, init) {{
+  try {{ const r = await fetch(api + path, init); return name + "=" + r.status; }}
+  catch (e) {{ return name + "=blocked"; }}
+}}
+(async () => {{
+  const post = (key) => ({{ method: "POST", headers: {{ "content-type": "application/json", "authorization": "Bearer " + key }}, body: metric }});
+  const results = [
+    await attempt("ingest", "/api/metrics", post({allowed:?})),
+    await attempt("read", "/api/metrics/summary?type=from_browser", {{ headers: {{ "x-api-key": {allowed:?} }} }}),
+    await attempt("other_key", "/api/metrics", post({elsewhere:?})),
+    await attempt("no_key", "/api/metrics", {{ method: "POST", headers: {{ "content-type": "application/json" }}, body: metric }}),
+  ];
+  document.getElementById("results").textContent = results.join(" ");
+}})();
+</script></body></html>"#
+    );
+    let listener_port = serve_page_on(page_port, html);
+    assert_eq!(listener_port, page_port);
+    let run = browse(&format!("{page_origin}/page"), 3_000, None);
+    let results = Dom(&run.dom).element(r#"id="results""#).inner();
+    let results: BTreeMap<&str, &str> = results.split_whitespace().filter_map(|kv| kv.split_once('=')).collect();
+    assert_eq!(results.get("ingest"), Some(&"201"), "{results:?}\n{}", run.log);
+    assert_eq!(results.get("read"), Some(&"blocked"), "an ingest key reads nothing: {results:?}");
+    assert_eq!(results.get("other_key"), Some(&"blocked"), "a key for another origin: {results:?}");
+    assert_eq!(results.get("no_key"), Some(&"blocked"), "no key: {results:?}");
+    // Exactly the one allowed post was stored.
+    let mut c = Connection::open(host.address).await.expect("connect");
+    let bearer = format!("Bearer {ADMIN}");
+    let summary = c.send("GET", "/api/metrics/summary?type=from_browser", &[("authorization", &bearer)], "").await.expect("summary").json();
+    assert_eq!(summary["count"], 1, "{summary}");
+}
+
+/// With `auth = "required"`, the dashboard asks for a read key instead of
+/// showing empty panels.
+#[tokio::test]
+async fn the_dashboard_asks_for_a_read_key_when_the_api_needs_one() {
+    chromium();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut variables = quiet_upstream();
+    variables.extend([("auth", "required".to_string()), ("admin_token", ADMIN.to_string())]);
+    let (host, _) = start_seeded_as_admin(&variables, dir.path()).await;
+    let url = format!("http://{}/dashboard?type=cpu_usage", host.address);
+    let run = browse(&url, ONE_REFRESH_MS, None);
+    let dom = Dom(&run.dom);
+    assert_eq!(dom.element("<body").attr("data-auth").as_deref(), Some("needed"));
+    assert!(dom.element(r#"id="api-key""#).attr("type").as_deref() == Some("password"));
+    let errors = dom.element(r#"id="page-errors""#).inner();
+    let summary_error = dom.element(r#"data-error="summary""#).inner();
+    assert!(summary_error.contains("read scope") || errors.contains("read scope"), "the page says what it needs: {summary_error} {errors}");
+}
+
+/// [`start_seeded`], posting the seed with the admin token (for `auth = "required"`).
+async fn start_seeded_as_admin(variables: &[(&str, String)], dir: &std::path::Path) -> (HostProcess, BTreeMap<String, usize>) {
+    let mut args: Vec<String> = vec!["--state-dir".into(), dir.join("state").to_string_lossy().into_owned()];
+    for (name, value) in variables {
+        args.extend(["--variable".to_string(), format!("{name}={value}")]);
+    }
+    let host = HostProcess::start(&args, dir.join("host.log")).await;
+    let metrics = seed();
+    let mut c = Connection::open(host.address).await.expect("connect");
+    let bearer = format!("Bearer {ADMIN}");
+    let body = Value::Array(metrics.clone()).to_string();
+    let r = c.send("POST", "/api/metrics/batch", &[("content-type", "application/json"), ("authorization", &bearer)], body).await.expect("seed");
+    assert_eq!(r.status, 200, "seeding: {}", r.text());
+    let mut per_type = BTreeMap::new();
+    for m in &metrics {
+        *per_type.entry(m["type"].as_str().unwrap().to_string()).or_insert(0) += 1;
+    }
+    (host, per_type)
+}

@@ -31,7 +31,7 @@ impl Both {
             );
         }
         let server = RedisServer::start();
-        let real = RedisService::new(false, None);
+        let real = RedisService::new(false, None, None);
         let connection = real.open(&server.url()).await.unwrap_or_else(|e| panic!("connecting to redis-server: {e}"));
         Some(Both { embedded: EmbeddedRedis::new(), real, connection, server })
     }

@@ -29,6 +29,10 @@ struct Cluster {
 }
 
 async fn start(defects: &str) -> Cluster {
+    start_with(defects, &[]).await
+}
+
+async fn start_with(defects: &str, extra: &[(&str, &str)]) -> Cluster {
     let (store, cache) = (RedisServer::start(), RedisServer::start());
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("runtime-config.toml");
@@ -54,6 +58,9 @@ async fn start(defects: &str) -> Cluster {
             ("external_service_latency_ms", "0".into()),
             ("external_service_failure_rate", "0".into()),
         ] {
+            args.extend(["--variable".to_string(), format!("{name}={value}")]);
+        }
+        for (name, value) in extra {
             args.extend(["--variable".to_string(), format!("{name}={value}")]);
         }
         args
@@ -194,4 +201,39 @@ async fn replicas_share_one_store_on_a_correct_redis_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_one_store_on_spin_v4_0_2s_redis_store() {
     replicas_share_one_store("spin-v4.0.2").await;
+}
+
+/// Erasing a user on one replica erases them for every replica: the next
+/// listing and export anywhere holds nothing of theirs, while counts stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_erased_on_one_replica_is_gone_on_every_replica() {
+    let headers = [("content-type", "application/json"), ("x-forwarded-for", "10.77.0.1")];
+    let cluster = start_with("none", &[("admin_token", "replica-admin")]).await;
+    let (a, b) = (cluster.replicas[0].address, cluster.replicas[1].address);
+    let mut on_a = Connection::open(a).await.expect("connect");
+    let mut on_b = Connection::open(b).await.expect("connect");
+    let admin = [("authorization", "Bearer replica-admin")];
+    let events: Vec<serde_json::Value> = (0..300)
+        .map(|i| {
+            let user = if i % 3 == 0 { "gone-user" } else { "kept-user" };
+            json!({"type": "visit", "value": 1.0, "timestamp": timestamp_seconds_ago((i % 200) as i64), "user_id": user})
+        })
+        .collect();
+    let r = on_a.send("POST", "/api/metrics/batch", &headers, serde_json::Value::Array(events).to_string()).await.expect("batch");
+    assert_eq!(r.json()["accepted"], 300, "{}", r.text());
+    let before = on_b.send("GET", "/api/users/gone-user/export", &admin, "").await.expect("export").json();
+    assert_eq!(before["metrics"].as_array().map(Vec::len), Some(100), "{before}");
+    let erased = on_b.send("DELETE", "/api/users/gone-user", &admin, "").await.expect("erase");
+    assert_eq!((erased.status, erased.json()["metrics_removed"].as_u64()), (200, Some(100)), "{}", erased.text());
+    for connection in [&mut on_a, &mut on_b] {
+        let after = connection.send("GET", "/api/users/gone-user/export", &admin, "").await.expect("export").json();
+        assert_eq!(after["metrics"].as_array().map(Vec::len), Some(0), "{after}");
+        let listed = connection.get("/api/metrics/list?type=visit&limit=1000").await.expect("list").json();
+        let users: std::collections::HashSet<&str> = listed.as_array().unwrap().iter().filter_map(|m| m["user_id"].as_str()).collect();
+        assert_eq!(users, ["kept-user"].into_iter().collect(), "every replica lists only the kept user");
+        let summary = connection.get("/api/metrics/summary?type=visit").await.expect("summary").json();
+        assert_eq!(summary["count"], 300, "aggregates keep counting: {summary}");
+    }
+    let again = on_a.send("DELETE", "/api/users/gone-user", &admin, "").await.expect("erase again");
+    assert_eq!((again.status, again.json()["metrics_removed"].as_u64()), (200, Some(0)), "idempotent");
 }

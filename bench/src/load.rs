@@ -91,6 +91,8 @@ pub struct Plan {
     pub duration: Duration,
     /// Upper bound on requests, whatever the duration.
     pub max_requests: u64,
+    /// An API key every request carries (`X-API-Key`).
+    pub api_key: Option<String>,
 }
 
 /// What a run measured.
@@ -217,7 +219,10 @@ fn metric_body(metric_type: &str, index: usize, sequence: u64) -> Bytes {
 }
 
 fn build(plan: &Plan, address: SocketAddr, index: usize, sequence: u64) -> anyhow::Result<Request<Full<Bytes>>> {
-    let builder = Request::builder().header("host", address.to_string());
+    let mut builder = Request::builder().header("host", address.to_string());
+    if let Some(key) = &plan.api_key {
+        builder = builder.header("x-api-key", key.as_str());
+    }
     let post = |builder: hyper::http::request::Builder, body| {
         builder.method("POST").uri("/api/metrics").header("content-type", "application/json").body(Full::new(body))
     };
@@ -269,8 +274,16 @@ async fn exchange(sender: &mut SendRequest<Full<Bytes>>, request: Request<Full<B
 
 /// One request on a new connection, for setup and checks.
 pub async fn request_once(address: SocketAddr, method: &str, path: &str, json: Option<&str>) -> anyhow::Result<Response> {
+    request_with(address, method, path, json, &[]).await
+}
+
+/// [`request_once`] with extra headers.
+pub async fn request_with(address: SocketAddr, method: &str, path: &str, json: Option<&str>, headers: &[(&str, &str)]) -> anyhow::Result<Response> {
     let mut sender = connect(address).await?;
     let mut builder = Request::builder().method(method).uri(path).header("host", address.to_string());
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
     let body = match json {
         Some(text) => {
             builder = builder.header("content-type", "application/json");

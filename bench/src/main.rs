@@ -94,6 +94,10 @@ struct Cli {
     /// Spin's costs for `--store-mode spin` hosts (`request=US,host-call=US,store-op=US,connect=US`), to calibrate the model.
     #[arg(long)]
     spin_costs: Option<String>,
+    /// Run the `stores` part's app hosts with `auth = "required"` and send an
+    /// ingest+read key with every request (what checking a key costs).
+    #[arg(long)]
+    with_key: bool,
     /// Worker threads of the load generator (the machine's cores are shared with the host).
     #[arg(long, default_value_t = 1)]
     client_threads: usize,
@@ -198,6 +202,9 @@ struct Bench {
     seed_copy: Duration,
     host_logs: Vec<report::HostLog>,
     spin_costs: Option<String>,
+    /// With `--with-key`: the key every scenario's requests carry.
+    api_key: Option<String>,
+    with_key: bool,
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -277,6 +284,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         seed_copy: Duration::ZERO,
         host_logs: Vec::new(),
         spin_costs: cli.spin_costs.clone(),
+        api_key: None,
+        with_key: cli.with_key,
     };
     let mut rows = Vec::new();
     if api {
@@ -447,7 +456,7 @@ async fn section(bench: &mut Bench, section: Section) -> anyhow::Result<Vec<Row>
     rows.push(row);
 
     let cached = format!("/api/metrics/summary?type={}&period=daily", bench.small_type);
-    warm_cache(target.hosts[0], &cached).await?;
+    warm_cache(target.hosts[0], &cached, bench.api_key.as_deref()).await?;
     let mut row = measure(bench, &mut target, Scenario::SummaryCached, get(cached, Expect::status(200))).await?;
     row.extra.insert("cache_hit_rate".into(), hit_rate(&row));
     rows.push(row);
@@ -608,14 +617,19 @@ async fn on_store(bench: &mut Bench, section: Section) -> anyhow::Result<Vec<Row
         }
     };
     let app = bench.root.join("spin.toml");
+    let mut variables = variables;
+    if bench.with_key {
+        variables.extend([("auth".to_string(), "required".to_string()), ("admin_token".to_string(), BENCH_ADMIN_TOKEN.to_string())]);
+    }
     let mut host = start(bench, section, "app", &app, &variables, None, runtime_config).await?;
-    seed_through_api(&host, &bench.small_type, SMALL).await?;
+    bench.api_key = if bench.with_key { Some(bench_key(&host).await?) } else { None };
+    seed_through_api(&host, &bench.small_type, SMALL, bench.api_key.as_deref()).await?;
     let mut target = Target { hosts: vec![&mut host], section, redis: vec![&store, &cache] };
     let types = (0..INGEST_TYPES).map(|i| format!("bench_ingest_{i}")).collect();
     let ingest = Requests { method: "POST", path: "/api/metrics".into(), body: Body::Metric { types }, expect: Expect::status(201) };
     rows.push(measure(bench, &mut target, Scenario::Ingest, ingest).await?);
     let cached = format!("/api/metrics/summary?type={}&period=daily", bench.small_type);
-    warm_cache(target.hosts[0], &cached).await?;
+    warm_cache(target.hosts[0], &cached, bench.api_key.as_deref()).await?;
     let mut row = measure(bench, &mut target, Scenario::SummaryCached, get(cached, Expect::status(200))).await?;
     row.extra.insert("cache_hit_rate".into(), hit_rate(&row));
     rows.push(row);
@@ -631,6 +645,7 @@ async fn on_store(bench: &mut Bench, section: Section) -> anyhow::Result<Vec<Row
     rows.push(row);
     drop(target);
     finish(bench, section, "app", host)?;
+    bench.api_key = None;
     store.stop()?;
     cache.stop()?;
     Ok(rows)
@@ -679,7 +694,7 @@ async fn peer(bench: &mut Bench, dir: &Path, python: &Path) -> anyhow::Result<Ve
 }
 
 /// Stores `count` metrics of `metric_type` through the batch endpoint.
-async fn seed_through_api(host: &Host, metric_type: &str, count: u64) -> anyhow::Result<()> {
+async fn seed_through_api(host: &Host, metric_type: &str, count: u64, key: Option<&str>) -> anyhow::Result<()> {
     let now = now_ms();
     for start in (0..count).step_by(BATCH_SIZE) {
         let items: Vec<serde_json::Value> = (start..count.min(start + BATCH_SIZE as u64))
@@ -689,7 +704,9 @@ async fn seed_through_api(host: &Host, metric_type: &str, count: u64) -> anyhow:
             })
             .collect();
         let body = serde_json::Value::Array(items).to_string();
-        load::expect_json(host.address(), "POST", "/api/metrics/batch", Some(&body), 200).await?;
+        let headers: Vec<(&str, &str)> = key.map(|k| ("x-api-key", k)).into_iter().collect();
+        let response = load::request_with(host.address(), "POST", "/api/metrics/batch", Some(&body), &headers).await?;
+        ensure!(response.status == 200, "seeding: {} {}", response.status, String::from_utf8_lossy(&response.body));
     }
     Ok(())
 }
@@ -697,6 +714,18 @@ async fn seed_through_api(host: &Host, metric_type: &str, count: u64) -> anyhow:
 /// Variables of every app host: the rate limit out of the way, and a
 /// simulator that answers at once and never fails (the breaker scenario
 /// changes that at run time), plus `extra`.
+/// The admin token of `--with-key` runs.
+const BENCH_ADMIN_TOKEN: &str = "bench-admin-token";
+
+/// Creates the key `--with-key` runs send (ingest and read).
+async fn bench_key(host: &Host) -> anyhow::Result<String> {
+    let body = r#"{"name": "bench", "scopes": ["ingest", "read"]}"#;
+    let path = "/api/keys";
+    let response = load::request_with(host.address(), "POST", path, Some(body), &[("authorization", &format!("Bearer {BENCH_ADMIN_TOKEN}"))]).await?;
+    ensure!(response.status == 201, "creating the bench's key: {} {}", response.status, String::from_utf8_lossy(&response.body));
+    response.json()?["key"].as_str().map(str::to_string).context("the new key's secret")
+}
+
 fn app_variables(redis: Option<&RedisServer>, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut variables = vec![
         ("rate_limit_requests".to_string(), u32::MAX.to_string()),
@@ -792,11 +821,12 @@ async fn verify_seed(bench: &Bench, host: &Host) -> anyhow::Result<()> {
 
 /// Computes the summary, then insists that it comes from the cache (a
 /// trailing window moves on each second, so a few tries may be needed).
-async fn warm_cache(host: &Host, path: &str) -> anyhow::Result<()> {
+async fn warm_cache(host: &Host, path: &str, key: Option<&str>) -> anyhow::Result<()> {
     let mut cache = String::new();
+    let headers: Vec<(&str, &str)> = key.map(|k| ("x-api-key", k)).into_iter().collect();
     for _ in 0..5 {
-        load::expect_json(host.address(), "GET", path, None, 200).await?;
-        let (response, _) = load::expect_json(host.address(), "GET", path, None, 200).await?;
+        load::request_with(host.address(), "GET", path, None, &headers).await?;
+        let response = load::request_with(host.address(), "GET", path, None, &headers).await?;
         cache = response.header("x-cache").unwrap_or("(none)").to_string();
         if cache == "HIT" {
             return Ok(());
@@ -851,6 +881,7 @@ async fn measure(bench: &Bench, target: &mut Target<'_>, scenario: Scenario, req
         connections: CONNECTIONS,
         duration: bench.warmup,
         max_requests: MAX_REQUESTS_PER_SECOND * bench.warmup.as_secs().max(1),
+        api_key: bench.api_key.clone(),
     };
     load::run(&plan).await.context("warming up")?;
     for host in target.hosts.iter_mut() {

@@ -56,6 +56,7 @@ pub async fn run(host: &mut Host, store: &str, minutes: usize, connections: usiz
         connections,
         duration: Duration::from_secs(60),
         max_requests: 200_000 * 60,
+        api_key: None,
     };
     let mut rows = Vec::with_capacity(minutes);
     let mut posted = 0;

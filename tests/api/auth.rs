@@ -180,6 +180,24 @@ async fn cors_lets_allowed_origins_in_and_refuses_others(backend: Backend) {
     assert_eq!(refused.header("access-control-allow-origin"), None);
 }
 
+async fn each_admin_route_names_its_own_methods(backend: Backend) {
+    let api = Api::start(backend, &[("auth", "required"), ("admin_token", ADMIN)]).await;
+    let bearer = format!("Bearer {ADMIN}");
+    for (path, allow, other) in [
+        ("/api/keys", "GET, POST", "DELETE"),
+        ("/api/keys/key_0123456789abcdef", "DELETE", "GET"),
+        ("/api/users/u-1", "DELETE", "GET"),
+        ("/api/users/u-1/export", "GET", "DELETE"),
+        ("/api/users/export", "DELETE", "GET"),
+    ] {
+        let preflight = api.request("OPTIONS", path, &[], "").await;
+        let with_options = format!("{allow}, OPTIONS");
+        assert_eq!((preflight.status, preflight.header("allow")), (204, Some(with_options.as_str())), "OPTIONS {path}");
+        let refused = api.request(other, path, &[("authorization", bearer.as_str())], "").await;
+        assert_eq!((refused.status, refused.header("allow")), (405, Some(allow)), "{other} {path}: {}", refused.text());
+    }
+}
+
 async fn secrets_are_stored_only_as_hashes(backend: Backend) {
     let api = Api::start(backend, &[("auth", "required"), ("admin_token", ADMIN)]).await;
     let (secret, _) = key(&api, &["ingest", "read"], None, json!({})).await;
@@ -198,5 +216,6 @@ on_both_redis!(
     projects_never_see_each_other,
     a_key_counts_against_its_own_limit,
     cors_lets_allowed_origins_in_and_refuses_others,
+    each_admin_route_names_its_own_methods,
     secrets_are_stored_only_as_hashes,
 );

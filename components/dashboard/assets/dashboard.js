@@ -65,11 +65,22 @@ function formatTime(iso) {
 /** RFC 3339 in whole seconds, as the API writes it. */
 const isoSeconds = (ms) => new Date(ms).toISOString().slice(0, 19) + "Z";
 
+/** The read key the page sends (with `auth = "required"`), kept in this browser only. */
+const KEY_STORAGE = "analytics-read-key";
+let readKey = "";
+try {
+  readKey = localStorage.getItem(KEY_STORAGE) || "";
+} catch (e) {
+  // No storage (private mode): the key lives as long as the page.
+}
+
 /** GET `url` as JSON. Never throws: `{ok, status, body, headers, error}`. */
 async function getJson(url) {
   let response;
+  const headers = { accept: "application/json" };
+  if (readKey) headers["x-api-key"] = readKey;
   try {
-    response = await fetch(url, { cache: "no-store", headers: { accept: "application/json" } });
+    response = await fetch(url, { cache: "no-store", headers });
   } catch (e) {
     return { ok: false, status: 0, body: null, headers: null, error: `${url}: no answer (${e.message})` };
   }
@@ -80,7 +91,11 @@ async function getJson(url) {
     body = null;
   }
   let error = null;
-  if (!response.ok) error = `${url}: HTTP ${response.status}${body && body.message ? ` — ${body.message}` : ""}`;
+  if (response.status === 401 || response.status === 403) {
+    // The API asks for a key: the key field says so.
+    document.body.dataset.auth = "needed";
+    error = `${url}: needs a key with the read scope — paste one in the key field above (${body && body.message ? body.message : `HTTP ${response.status}`})`;
+  } else if (!response.ok) error = `${url}: HTTP ${response.status}${body && body.message ? ` — ${body.message}` : ""}`;
   else if (body === null || typeof body !== "object") error = `${url}: the answer is not JSON`;
   return { ok: error === null, status: response.status, body, headers: response.headers, error };
 }
@@ -382,6 +397,17 @@ for (const radio of document.querySelectorAll('input[name="metric"]')) {
   });
 }
 byId("auto-refresh").addEventListener("change", schedule);
+byId("api-key").value = readKey;
+byId("api-key").addEventListener("change", (event) => {
+  readKey = event.target.value.trim();
+  try {
+    localStorage.setItem(KEY_STORAGE, readKey);
+  } catch (e) {
+    // No storage: the key is used for this page only.
+  }
+  delete document.body.dataset.auth;
+  refresh();
+});
 byId("refresh-now").addEventListener("click", () => refresh());
 markChosen();
 refresh();

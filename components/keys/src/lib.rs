@@ -15,17 +15,29 @@ use serde_json::{json, Value};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
-const ALLOW: &[&str] = &["GET", "POST", "DELETE"];
+/// The methods of `path`: the collection, or one key.
+fn allowed(path: &str) -> &'static [&'static str] {
+    if key_id(path).is_empty() {
+        &["GET", "POST"]
+    } else {
+        &["DELETE"]
+    }
+}
+
+fn key_id(path: &str) -> &str {
+    path.trim_end_matches('/').strip_prefix("/api/keys").unwrap_or("").trim_start_matches('/')
+}
 
 #[http_component]
 fn handle(request: Request) -> anyhow::Result<Response> {
-    let mut admitted = match gate::admit(&request, ALLOW, Scope::Admin) {
+    let allow = allowed(request.path());
+    let mut admitted = match gate::admit(&request, allow, Scope::Admin) {
         Ok(admitted) => admitted,
         Err(response) => return Ok(response),
     };
     let response = match answer(&request, &mut admitted) {
         Ok((status, body)) => respond::json(status, &body),
-        Err(e) => respond::error(&e, ALLOW),
+        Err(e) => respond::error(&e, allow),
     };
     Ok(admitted.finish(response))
 }
@@ -50,7 +62,7 @@ fn answer(request: &Request, admitted: &mut Admitted) -> Result<(u16, Value), Ap
     let query = Query::parse(request.query())?;
     // Keys live outside every project's prefix.
     let store = &mut admitted.store.store;
-    let id = request.path().trim_end_matches('/').strip_prefix("/api/keys").unwrap_or("").trim_start_matches('/').to_string();
+    let id = key_id(request.path()).to_string();
     match (request.method(), id.is_empty()) {
         (Method::Post, true) => {
             let new = NewKey::parse(request.body())?;
@@ -76,6 +88,6 @@ fn answer(request: &Request, admitted: &mut Admitted) -> Result<(u16, Value), Ap
                 None => Err(ApiError::new(404, "not_found", format!("project {project} has no key {id}"))),
             }
         }
-        (method, _) => Err(ApiError::method_not_allowed(&method.to_string(), if id.is_empty() { &["GET", "POST"] } else { &["DELETE"] })),
+        (method, _) => Err(ApiError::method_not_allowed(&method.to_string(), allowed(request.path()))),
     }
 }

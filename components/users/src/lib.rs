@@ -15,17 +15,33 @@ use serde_json::{json, Value};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
-const ALLOW: &[&str] = &["GET", "DELETE"];
+/// The methods of `path`: a user's export, or the user.
+fn allowed(path: &str) -> &'static [&'static str] {
+    match user_and_export(path) {
+        (_, true) => &["GET"],
+        (_, false) => &["DELETE"],
+    }
+}
+
+/// The (still percent-encoded) user id of `path`, and whether it asks for the export.
+fn user_and_export(path: &str) -> (&str, bool) {
+    let rest = path.trim_end_matches('/').strip_prefix("/api/users/").unwrap_or("");
+    match rest.strip_suffix("/export") {
+        Some(user) => (user, true),
+        None => (rest, false),
+    }
+}
 
 #[http_component]
 fn handle(request: Request) -> anyhow::Result<Response> {
-    let mut admitted = match gate::admit(&request, ALLOW, Scope::Admin) {
+    let allow = allowed(request.path());
+    let mut admitted = match gate::admit(&request, allow, Scope::Admin) {
         Ok(admitted) => admitted,
         Err(response) => return Ok(response),
     };
     let response = match answer(&request, &mut admitted) {
         Ok(body) => respond::json(200, &body),
-        Err(e) => respond::error(&e, ALLOW),
+        Err(e) => respond::error(&e, allow),
     };
     Ok(admitted.finish(response))
 }
@@ -35,11 +51,7 @@ fn unavailable(e: impl std::fmt::Display) -> ApiError {
 }
 
 fn answer(request: &Request, admitted: &mut Admitted) -> Result<Value, ApiError> {
-    let rest = request.path().trim_end_matches('/').strip_prefix("/api/users/").unwrap_or("");
-    let (user, export) = match rest.strip_suffix("/export") {
-        Some(user) => (user, true),
-        None => (rest, false),
-    };
+    let (user, export) = user_and_export(request.path());
     let user = percent_decoded(user);
     validate_id(&user).map_err(|m| ApiError::new(404, "not_found", format!("`{user}` is not a user id: it {m}")))?;
     let kv = &mut admitted.store;
@@ -55,7 +67,7 @@ fn answer(request: &Request, admitted: &mut Admitted) -> Result<Value, ApiError>
                 "kept": "aggregates (counts, sums, percentiles, distinct-user estimates) and cohort counters, which hold no user id",
             }))
         }
-        (method, export) => Err(ApiError::method_not_allowed(&method.to_string(), if export { &["GET"] } else { &["DELETE"] })),
+        (method, _) => Err(ApiError::method_not_allowed(&method.to_string(), allowed(request.path()))),
     }
 }
 

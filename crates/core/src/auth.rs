@@ -282,7 +282,7 @@ impl NewKey {
         };
         let mut errors = Vec::new();
         let name = match object.get("name").and_then(|v| v.as_str()) {
-            Some(n) if !n.trim().is_empty() && n.len() <= MAX_KEY_NAME => n.trim().to_string(),
+            Some(n) if !n.trim().is_empty() && n.chars().count() <= MAX_KEY_NAME => n.trim().to_string(),
             _ => {
                 errors.push(FieldError::new("name", format!("is required: 1-{MAX_KEY_NAME} characters")));
                 String::new()

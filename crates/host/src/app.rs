@@ -19,7 +19,7 @@ use wasmtime_wasi_http::{WasiBody, WasiHttpView};
 
 use crate::allowed_hosts::AllowedHosts;
 use crate::component::ComponentConfig;
-use crate::key_value::{SpinRedisDefects, Store, StoreMode};
+use crate::key_value::{CrashPoint, SpinRedisDefects, Store, StoreMode};
 use crate::spin_model::SpinCosts;
 use crate::logging::{millis, LogFormat, RequestLine, TaggedStderr};
 use crate::manifest::Manifest;
@@ -286,15 +286,17 @@ impl App {
             None => RuntimeConfig::default(),
         };
         let state_dir = options.state_dir.clone().unwrap_or_else(|| manifest.root.join(".spin"));
+        // Key-value writes and guests' Redis writes count toward one crash point.
+        let crash_point = options.crash_after_kv_writes.map(CrashPoint::new);
         let store_options = StoreOptions {
             mode: options.store_mode,
             redis_defects: options.redis_defects,
-            crash_after_writes: options.crash_after_kv_writes,
+            crash_point: crash_point.clone(),
             spin_costs: options.spin_costs,
         };
         let key_value = runtime_config.open_stores(&state_dir, &store_options)?;
         let spin_costs = (options.store_mode == StoreMode::Spin).then_some(options.spin_costs);
-        let redis = RedisService::new(options.redis.resolve(&variables), spin_costs);
+        let redis = RedisService::new(options.redis.resolve(&variables), spin_costs, crash_point);
 
         let engine = engine()?;
         let linker = linker(&engine)?;
@@ -363,8 +365,10 @@ impl Shared {
         let method = request.method().clone();
         let path = request.uri().path().to_string();
         let request_id = crate::logging::request_id();
+        let trace_id = request.headers().get("traceparent").and_then(|v| v.to_str().ok()).and_then(crate::logging::trace_id);
         let entry = |route: &str, component: &str, status: StatusCode| Entry {
             request_id: &request_id,
+            trace_id: trace_id.as_deref(),
             method: &method,
             path: &path,
             route: route.to_string(),
@@ -373,9 +377,16 @@ impl Shared {
             client,
             started,
         };
+        // Every answer names its request, as the log line does.
+        let with_id = |mut response: Response<WasiBody>| {
+            if let Ok(value) = http::HeaderValue::from_str(&request_id) {
+                response.headers_mut().insert("x-request-id", value);
+            }
+            response
+        };
         let Some(route) = self.router.route(&path) else {
             self.log(entry("-", "-", StatusCode::NOT_FOUND));
-            return status_only(StatusCode::NOT_FOUND);
+            return with_id(status_only(StatusCode::NOT_FOUND));
         };
         let (component, raw_route) = (route.component.clone(), route.raw_route.clone());
         let response = match self.clone().serve(route, request, client, request_id.clone()).await {
@@ -386,7 +397,7 @@ impl Shared {
             }
         };
         self.log(entry(&raw_route, &component, response.status()));
-        response
+        with_id(response)
     }
 
     fn log(&self, entry: Entry<'_>) {
@@ -395,6 +406,7 @@ impl Shared {
         if self.log_requests {
             RequestLine {
                 request_id: entry.request_id,
+                trace_id: entry.trace_id,
                 method: entry.method.as_str(),
                 path: entry.path,
                 component: &entry.component,
@@ -518,6 +530,8 @@ impl Shared {
 /// What the request log records of one request.
 struct Entry<'a> {
     request_id: &'a str,
+    /// From the request's W3C `traceparent`, if it carried one.
+    trace_id: Option<&'a str>,
     method: &'a http::Method,
     path: &'a str,
     route: String,

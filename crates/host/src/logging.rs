@@ -56,6 +56,8 @@ fn now() -> String {
 #[derive(Serialize)]
 pub struct RequestLine<'a> {
     pub request_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<&'a str>,
     pub method: &'a str,
     pub path: &'a str,
     pub component: &'a str,
@@ -203,9 +205,31 @@ impl AsyncWrite for TaggedStderr {
     }
 }
 
+/// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), if
+/// it is one (all-zero ids are invalid).
+pub fn trace_id(traceparent: &str) -> Option<String> {
+    let parts: Vec<&str> = traceparent.trim().split('-').collect();
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    match parts.as_slice() {
+        [version, trace, parent, flags] if hex(version, 2) && *version != "ff" && hex(trace, 32) && hex(parent, 16) && hex(flags, 2) => {
+            (trace.bytes().any(|b| b != b'0') && parent.bytes().any(|b| b != b'0')).then(|| trace.to_string())
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_ids_come_from_valid_traceparents_only() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(trace_id(&format!("00-{id}-00f067aa0ba902b7-01")).as_deref(), Some(id));
+        for bad in ["", "00-abc-00f067aa0ba902b7-01", &format!("ff-{id}-00f067aa0ba902b7-01"), &format!("00-{id}-0000000000000000-01"), "00-00000000000000000000000000000000-00f067aa0ba902b7-01", &format!("00-{}-00f067aa0ba902b7-01", id.to_uppercase())] {
+            assert_eq!(trace_id(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn request_ids_are_unique() {

@@ -93,7 +93,8 @@ enum Commands {
         #[arg(long, value_name = "request=US,host-call=US", value_parser = spin_host::spin_model::parse, env = "SPIN_HOST_SPIN_COSTS")]
         spin_costs: Option<spin_host::spin_model::SpinCosts>,
         /// Fault injection for crash tests: abort the process (as `kill -9` would)
-        /// right after the N-th key-value write, counted over every request and store.
+        /// right after the N-th write, counted over every request, key-value store
+        /// and guest Redis connection.
         #[arg(long, value_name = "N", env = "SPIN_HOST_CRASH_AFTER_KV_WRITES")]
         crash_after_kv_writes: Option<u64>,
     },

@@ -56,7 +56,7 @@ pub struct StoreOptions {
     pub mode: StoreMode,
     pub redis_defects: SpinRedisDefects,
     /// Fault injection: every store counts toward one crash point.
-    pub crash_after_writes: Option<u64>,
+    pub crash_point: Option<Arc<CrashPoint>>,
     /// What each call costs in `StoreMode::Spin`.
     pub spin_costs: crate::spin_model::SpinCosts,
 }
@@ -108,7 +108,6 @@ impl RuntimeConfig {
         });
         // One pool for every Redis-backed store of the app.
         let redis = Arc::new(ExternalRedis::new("kv"));
-        let crash_point = options.crash_after_writes.map(CrashPoint::new);
         stores
             .into_iter()
             .map(|(label, backing)| {
@@ -129,7 +128,7 @@ impl RuntimeConfig {
                 if options.mode == StoreMode::Spin {
                     store = Arc::new(HookedStore { inner: store, hook: Arc::new(SpinCallCost(options.spin_costs.host_call)) });
                 }
-                if let Some(point) = &crash_point {
+                if let Some(point) = &options.crash_point {
                     store = Arc::new(HookedStore { inner: store, hook: point.clone() });
                 }
                 Ok((label, store))

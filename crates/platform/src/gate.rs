@@ -74,6 +74,7 @@ fn foreign_origin(request: &Request) -> Option<String> {
 /// Lets `request` in to do `needed`, or answers it: a CORS preflight, a 405,
 /// a 401 or 403, an origin this caller may not use, or the store down.
 pub fn admit(request: &Request, allow: &[&str], needed: Scope) -> Result<Admitted, Response> {
+    crate::trace::remember(header(request, "traceparent"));
     let origin = foreign_origin(request);
     if *request.method() == Method::Options {
         return Err(preflight(origin.as_deref(), allow));

@@ -50,6 +50,9 @@ pub fn get(url: &str, timeout: Duration) -> Result<Reply, CallError> {
     };
     let headers = Fields::new();
     let _ = headers.set(&"accept".to_string(), &[b"application/json".to_vec()]);
+    if let Some(traceparent) = crate::trace::outgoing() {
+        let _ = headers.set(&"traceparent".to_string(), &[traceparent.into_bytes()]);
+    }
     let request = OutgoingRequest::new(headers);
     let setup = |ok: Result<(), ()>| ok.map_err(|()| CallError::Transport("invalid request".into()));
     setup(request.set_method(&Method::Get))?;

@@ -13,5 +13,6 @@ pub mod redis_store;
 pub mod respond;
 pub mod scoped;
 pub mod store;
+pub mod trace;
 
 pub use analytics_core as core;

@@ -26,15 +26,20 @@ impl CrashPoint {
     pub fn new(after: u64) -> Arc<CrashPoint> {
         Arc::new(CrashPoint { after, writes: AtomicU64::new(0) })
     }
+
+    /// Counts one write; the `after`-th ends the process.
+    pub fn wrote(&self) {
+        if self.writes.fetch_add(1, Ordering::SeqCst) + 1 == self.after {
+            eprintln!("crash point: aborting after write {}", self.after);
+            // No unwinding, no destructors, no flushing: as abrupt as a SIGKILL.
+            std::process::abort();
+        }
+    }
 }
 
 impl Hook for CrashPoint {
     fn wrote(&self) {
-        if self.writes.fetch_add(1, Ordering::SeqCst) + 1 == self.after {
-            eprintln!("crash point: aborting after key-value write {}", self.after);
-            // No unwinding, no destructors, no flushing: as abrupt as a SIGKILL.
-            std::process::abort();
-        }
+        CrashPoint::wrote(self);
     }
 }
 

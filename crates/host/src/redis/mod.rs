@@ -9,6 +9,8 @@ pub mod reply;
 use std::sync::Arc;
 
 use redis::aio::MultiplexedConnection;
+
+use crate::key_value::CrashPoint;
 use crate::variables::Variables;
 pub use embedded::EmbeddedRedis;
 pub use external::ExternalRedis;
@@ -46,6 +48,9 @@ pub struct RedisService {
     /// Spin's costs (`StoreMode::Spin`): a new connection for every guest
     /// `open` instead of a shared one, and CPU per call and per connection.
     spin_costs: Option<crate::spin_model::SpinCosts>,
+    /// Fault injection: guests' Redis writes count toward the host's crash
+    /// point, so a Redis the app stores in directly is crashed mid-write too.
+    crash_point: Option<Arc<CrashPoint>>,
 }
 
 /// An open guest connection.
@@ -55,11 +60,12 @@ pub enum Connection {
 }
 
 impl RedisService {
-    pub fn new(use_embedded: bool, spin_costs: Option<crate::spin_model::SpinCosts>) -> Self {
+    pub fn new(use_embedded: bool, spin_costs: Option<crate::spin_model::SpinCosts>, crash_point: Option<Arc<CrashPoint>>) -> Self {
         RedisService {
             embedded: use_embedded.then(|| Arc::new(EmbeddedRedis::new())),
             external: ExternalRedis::new("guests"),
             spin_costs,
+            crash_point,
         }
     }
 
@@ -96,9 +102,22 @@ impl RedisService {
     /// Runs one command; `Err` is a connection failure, `Ok(Reply::Error)` a server error.
     pub async fn execute(&self, connection: &mut Connection, args: &[Vec<u8>]) -> Result<Reply, String> {
         self.charge();
-        match connection {
+        let reply = match connection {
             Connection::Embedded(server) => server.execute(args),
             Connection::External { address, connection } => self.external.execute(address, connection, args).await,
+        };
+        if let Some(point) = &self.crash_point {
+            if args.first().is_some_and(|name| !is_read_only(name)) {
+                point.wrote();
+            }
         }
+        reply
     }
+}
+
+/// Commands that never change data (the ones guests send); every other
+/// command counts as a write.
+fn is_read_only(name: &[u8]) -> bool {
+    const READS: [&str; 12] = ["GET", "MGET", "EXISTS", "KEYS", "SCAN", "SMEMBERS", "SISMEMBER", "SCARD", "TTL", "PTTL", "PING", "STRLEN"];
+    READS.iter().any(|read| read.as_bytes().eq_ignore_ascii_case(name))
 }
