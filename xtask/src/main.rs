@@ -129,9 +129,10 @@ fn become_process(command: Command) -> Result<(), String> {
 
 fn test(args: &[String]) -> Result<(), String> {
     build_components()?;
-    // Tests that start hosts as processes (replicas, logs, the CLI's import) need the binary.
+    // Tests that start hosts as processes (replicas, logs, the CLI's import)
+    // need the binary; the ecosystem check runs the CLI's.
     let mut command = cargo();
-    command.args(["build", "--release", "-p", "spin-host"]);
+    command.args(["build", "--release", "-p", "spin-host", "-p", "analytics-cli"]);
     run(command)?;
     let mut command = cargo();
     command.args(["test", "--release"]);
@@ -144,6 +145,10 @@ fn test(args: &[String]) -> Result<(), String> {
     // The OpenAPI document against the live API (schemathesis; the host built above).
     let mut command = Command::new("bash");
     command.arg(root().join("openapi/check.sh")).current_dir(root());
+    run(command)?;
+    // Generated clients, public data sets imported, exports read by DuckDB.
+    let mut command = Command::new("bash");
+    command.arg(root().join("ecosystem/check.sh")).current_dir(root());
     run(command)
 }
 

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::batch::{Batch, Batcher, MAX_BATCH_BYTES};
-use crate::input::{count_lines, detect_format, CsvRows, Format, InputError, NdjsonRows, Rows};
+use crate::input::{count_lines, detect_format, CsvRows, Format, InputError, NdjsonRows, Row, Rows};
+use crate::mapping::Mapping;
 use crate::progress::Progress;
 use crate::report::{self, Report};
 use crate::retry::Policy;
@@ -23,6 +24,8 @@ use crate::transport::Transport;
 pub struct Options {
     pub file: PathBuf,
     pub format: Option<Format>,
+    /// Where CSV columns go.
+    pub mapping: Mapping,
     pub batch_size: usize,
     pub concurrency: usize,
     /// Default: `<FILE>.rejected.csv`.
@@ -33,8 +36,11 @@ pub struct Options {
 /// How the import went.
 #[derive(Debug, Default)]
 pub struct Summary {
-    /// Rows read from the file (rows with a result, unless the import stopped early).
+    /// Metrics read from the file (with a result, unless the import stopped
+    /// early): one per row, unless several value columns are mapped.
     pub rows: u64,
+    /// The file's rows those came from.
+    pub source_rows: u64,
     pub accepted: u64,
     pub duplicates: u64,
     pub rejected: u64,
@@ -65,9 +71,13 @@ impl Summary {
         let seconds = self.elapsed.as_secs_f64();
         let done = self.accepted + self.duplicates + self.rejected;
         let rate = if seconds > 0.0 { done as f64 / seconds } else { 0.0 };
+        let (read, unit) = match self.source_rows {
+            rows if rows == self.rows => (format!("{rows} rows"), "rows"),
+            rows => (format!("{rows} rows as {} metrics", self.rows), "metrics"),
+        };
         let mut line = format!(
-            "read {} rows: {} accepted, {} duplicates, {} rejected in {seconds:.1} s ({rate:.0} rows/s); {} requests, {} rate-limit waits, {} retries",
-            self.rows, self.accepted, self.duplicates, self.rejected, self.requests, self.rate_limited, self.retries
+            "read {read}: {} accepted, {} duplicates, {} rejected in {seconds:.1} s ({rate:.0} {unit}/s); {} requests, {} rate-limit waits, {} retries",
+            self.accepted, self.duplicates, self.rejected, self.requests, self.rate_limited, self.retries
         );
         if self.splits > 0 {
             line.push_str(&format!(", {} batches halved", self.splits));
@@ -97,11 +107,59 @@ fn open(options: &Options) -> anyhow::Result<(Box<dyn Rows + Send>, u64)> {
     let input = BufReader::with_capacity(256 * 1024, open()?);
     Ok(match format {
         Format::Csv => {
-            let rows = CsvRows::new(input).with_context(|| path.display().to_string())?;
-            (Box::new(rows), lines.saturating_sub(1))
+            let rows = CsvRows::new(input, &options.mapping).with_context(|| path.display().to_string())?;
+            let per_row = options.mapping.value_columns.len().max(1) as u64;
+            (Box::new(rows), lines.saturating_sub(1) * per_row)
         }
+        Format::Ndjson if !options.mapping.is_default() => return Err(InputError::MappingForNdjson.into()),
         Format::Ndjson => (Box::new(NdjsonRows::new(input)), lines),
     })
+}
+
+/// What a dry run found.
+#[derive(Debug, Default, PartialEq)]
+pub struct DryRun {
+    pub rows: u64,
+    pub metrics: u64,
+    pub refused: u64,
+}
+
+/// Metrics shown by a dry run; refused rows are all shown, up to `DRY_RUN_REFUSALS`.
+pub const DRY_RUN_METRICS: u64 = 10;
+pub const DRY_RUN_REFUSALS: u64 = 100;
+
+/// Reads the whole file as the import would and writes to `out` the first
+/// metrics it makes and the rows it would refuse (line, column, why); sends nothing.
+pub fn dry_run(options: &Options, out: &mut dyn std::io::Write) -> anyhow::Result<DryRun> {
+    let (mut rows, _) = open(options)?;
+    let mut found = DryRun::default();
+    let mut last_line = 0;
+    while let Some(row) = rows.next_row()? {
+        let line = row.line();
+        // A wide row makes several metrics from one line.
+        if line != last_line {
+            found.rows += 1;
+            last_line = line;
+        }
+        match row {
+            Row::Item(item) => {
+                found.metrics += 1;
+                if found.metrics <= DRY_RUN_METRICS {
+                    writeln!(out, "line {}: {}", item.line, item.json)?;
+                }
+            }
+            Row::Rejected(line, rejection) => {
+                found.refused += 1;
+                if found.refused <= DRY_RUN_REFUSALS {
+                    writeln!(out, "line {line}: refused: {}", rejection.message)?;
+                }
+            }
+        }
+    }
+    if found.refused > DRY_RUN_REFUSALS {
+        writeln!(out, "... and {} more refused", found.refused - DRY_RUN_REFUSALS)?;
+    }
+    Ok(found)
 }
 
 /// Runs the import. `Err` when it could not start (file, header); a run that
@@ -114,6 +172,7 @@ pub fn run(options: &Options, transport: &dyn Transport, progress: &mut Progress
     let abort = AtomicBool::new(false);
     let size_hint = AtomicUsize::new(options.batch_size.max(1));
     let rows_read = AtomicU64::new(0);
+    let source_rows = AtomicU64::new(0);
     let mut report = Report::new(options.report.clone().unwrap_or_else(|| report::default_path(&options.file)));
     let mut summary = Summary::default();
     let log = progress.printer();
@@ -124,10 +183,11 @@ pub fn run(options: &Options, transport: &dyn Transport, progress: &mut Progress
         let (events, results) = mpsc::channel::<Event>();
 
         let reader_events = events.clone();
-        let (abort, rows_read) = (&abort, &rows_read);
+        let (abort, rows_read, source_rows) = (&abort, &rows_read, &source_rows);
         scope.spawn(move || {
             let mut batcher = Batcher::new(options.batch_size, MAX_BATCH_BYTES);
             let mut made = 0u64;
+            let mut last_line = 0;
             let result = loop {
                 if abort.load(Ordering::Relaxed) {
                     break Ok(made);
@@ -135,6 +195,11 @@ pub fn run(options: &Options, transport: &dyn Transport, progress: &mut Progress
                 let full = match rows.next_row() {
                     Ok(Some(row)) => {
                         rows_read.fetch_add(1, Ordering::Relaxed);
+                        // A wide row makes several metrics from one line.
+                        if row.line() != last_line {
+                            last_line = row.line();
+                            source_rows.fetch_add(1, Ordering::Relaxed);
+                        }
                         batcher.push(row)
                     }
                     Ok(None) => match batcher.finish() {
@@ -220,6 +285,7 @@ pub fn run(options: &Options, transport: &dyn Transport, progress: &mut Progress
     progress.finish();
     let flushed = report.flush();
     summary.rows = rows_read.load(Ordering::Relaxed);
+    summary.source_rows = source_rows.load(Ordering::Relaxed);
     summary.elapsed = start.elapsed();
     summary.requests = counters.requests.load(Ordering::Relaxed);
     summary.rate_limited = counters.rate_limited.load(Ordering::Relaxed);
@@ -279,7 +345,7 @@ mod tests {
     }
 
     fn import(server: &FakeServer, file: PathBuf, batch_size: usize, concurrency: usize) -> Summary {
-        let options = Options { file, format: None, batch_size, concurrency, report: None, policy: fast() };
+        let options = Options { file, format: None, mapping: Mapping::default(), batch_size, concurrency, report: None, policy: fast() };
         let transport = Http::new(&server.url(), Duration::from_secs(5)).unwrap();
         run(&options, &transport, &mut Progress::Hidden).unwrap()
     }
@@ -297,7 +363,8 @@ mod tests {
         assert_eq!((summary.rows, summary.accepted, summary.duplicates, summary.rejected), (25, 23, 0, 2));
         assert_eq!(summary.exit_code(), 1);
         let requests = server.requests();
-        assert_eq!(requests.iter().map(|r| r.items().len()).collect::<Vec<_>>(), vec![10, 10, 5]);
+        // Rows 3 and 19 are refused here, before sending: their batches carry 9.
+        assert_eq!(requests.iter().map(|r| r.items().len()).collect::<Vec<_>>(), vec![9, 9, 5]);
         for r in &requests {
             assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", "/api/metrics/batch"));
             assert_eq!(r.header("content-type"), Some("application/json"));
@@ -311,8 +378,8 @@ mod tests {
         assert_eq!(
             text,
             "line,error,message,details\n\
-             5,validation_failed,invalid fields: value,\"value: must be a number, not a string\"\n\
-             21,validation_failed,invalid fields: value,\"value: must be a number, not a string\"\n"
+             5,invalid_csv,column `value`: `abc` is not a number,\n\
+             21,invalid_csv,column `value`: `abc` is not a number,\n"
         );
         // The same ids on a second run, whatever the batch size.
         let again = FakeServer::start(vec![]);
@@ -323,6 +390,50 @@ mod tests {
             ids
         };
         assert_eq!(ids(&server), ids(&again));
+    }
+
+    #[test]
+    fn a_wide_file_counts_its_rows_and_the_metrics_they_make() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weather.csv");
+        std::fs::write(&path, "date,temp,wind\n2012-01-01,12.8,4.7\n2012-01-02,10.6,x\n2012-01-03,11.7,2.3\n").unwrap();
+        let mapping = Mapping {
+            timestamp_column: Some("date".into()),
+            timestamp_format: Some("%Y-%m-%d".parse().unwrap()),
+            value_columns: vec!["temp".into(), "wind".into()],
+            ..Mapping::default()
+        };
+        let options = Options { file: path, format: None, mapping, batch_size: 4, concurrency: 1, report: None, policy: fast() };
+        let server = FakeServer::start(vec![]);
+        let transport = Http::new(&server.url(), Duration::from_secs(5)).unwrap();
+        let summary = run(&options, &transport, &mut Progress::Hidden).unwrap();
+        assert_eq!((summary.source_rows, summary.rows, summary.accepted, summary.rejected), (3, 6, 5, 1));
+        assert!(summary.line().starts_with("read 3 rows as 6 metrics: 5 accepted, 0 duplicates, 1 rejected"), "{}", summary.line());
+        let types: Vec<String> = server.requests().iter().flat_map(|r| r.items()).map(|m| m["type"].as_str().unwrap().to_string()).collect();
+        assert_eq!(types, ["temp", "wind", "temp", "temp", "wind"]);
+    }
+
+    #[test]
+    fn reports_the_lines_the_server_rejects() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.ndjson");
+        let lines: Vec<String> = (0..6)
+            .map(|i| {
+                let value = if i == 4 { serde_json::json!("high") } else { serde_json::json!(i) };
+                serde_json::json!({"type": "cpu", "value": value, "timestamp": "2026-11-30T10:00:00Z"}).to_string()
+            })
+            .collect();
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        let server = FakeServer::start(vec![]);
+        let summary = import(&server, path.clone(), 4, 1);
+        assert_eq!((summary.rows, summary.accepted, summary.rejected), (6, 5, 1));
+        // NDJSON lines go out as written: the server is the one that refuses.
+        assert_eq!(server.requests().iter().map(|r| r.items().len()).collect::<Vec<_>>(), vec![4, 2]);
+        let text = std::fs::read_to_string(report::default_path(&path)).unwrap();
+        assert_eq!(
+            text,
+            "line,error,message,details\n5,validation_failed,invalid fields: value,\"value: must be a number, not a string\"\n"
+        );
     }
 
     #[test]
@@ -389,7 +500,7 @@ mod tests {
     fn gives_up_on_an_unreachable_server() {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let options = Options { file: csv_file(&dir, 3, &[]), format: None, batch_size: 10, concurrency: 1, report: None, policy: fast() };
+        let options = Options { file: csv_file(&dir, 3, &[]), format: None, mapping: Mapping::default(), batch_size: 10, concurrency: 1, report: None, policy: fast() };
         let transport = Http::new(&format!("http://127.0.0.1:{port}"), Duration::from_secs(5)).unwrap();
         let summary = run(&options, &transport, &mut Progress::Hidden).unwrap();
         assert_eq!((summary.exit_code(), summary.retries, summary.requests), (2, 3, 4));
@@ -420,7 +531,7 @@ mod tests {
         let path = dir.path().join("m.csv");
         std::fs::write(&path, "time,value\n1,2\n").unwrap();
         let server = FakeServer::start(vec![]);
-        let options = Options { file: path.clone(), format: None, batch_size: 10, concurrency: 1, report: None, policy: fast() };
+        let options = Options { file: path.clone(), format: None, mapping: Mapping::default(), batch_size: 10, concurrency: 1, report: None, policy: fast() };
         let transport = Http::new(&server.url(), Duration::from_secs(5)).unwrap();
         let err = run(&options, &transport, &mut Progress::Hidden).unwrap_err();
         assert!(format!("{err:#}").contains("missing required columns: timestamp, type"), "{err:#}");

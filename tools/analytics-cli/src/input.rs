@@ -11,9 +11,10 @@ use std::io::{BufRead, Read};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use serde_json::{Map, Number, Value};
+use serde_json::{Number, Value};
 
 use crate::id;
+use crate::mapping::{CsvLayout, Mapping, MappingError};
 use crate::reply::Rejection;
 
 /// Error code of rows refused before sending (the server's codes are otherwise used).
@@ -26,6 +27,8 @@ pub enum Format {
     Ndjson,
 }
 
+const MAP_HINT: &str = "; --timestamp-column, --value-column, --type-column or --type map other names";
+
 /// A problem with the file as a whole: the import cannot start or go on.
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
@@ -33,7 +36,7 @@ pub enum InputError {
     UnknownFormat(String),
     #[error("the file is empty: a CSV file needs a header row (timestamp,value,type,...)")]
     NoHeader,
-    #[error("missing required column{}: {} (the header has: {})", if .missing.len() == 1 { "" } else { "s" }, .missing.join(", "), .header.join(", "))]
+    #[error("missing required column{}: {} (the header has: {}){}", if .missing.len() == 1 { "" } else { "s" }, .missing.join(", "), .header.join(", "), MAP_HINT)]
     MissingColumns { missing: Vec<String>, header: Vec<String> },
     #[error("column `{0}` appears twice in the header")]
     DuplicateColumn(String),
@@ -43,6 +46,10 @@ pub enum InputError {
     Io(#[from] std::io::Error),
     #[error("reading the CSV file: {0}")]
     Csv(#[from] csv::Error),
+    #[error("{0}")]
+    Mapping(#[from] MappingError),
+    #[error("the column options (--timestamp-column and the others) apply to CSV files; an NDJSON line is sent as it is")]
+    MappingForNdjson,
 }
 
 /// The format given, or else the one the file's extension names.
@@ -72,117 +79,22 @@ pub enum Row {
     Rejected(u64, Rejection),
 }
 
+impl Row {
+    /// The file line the row starts on.
+    pub fn line(&self) -> u64 {
+        match self {
+            Row::Item(item) => item.line,
+            Row::Rejected(line, _) => *line,
+        }
+    }
+}
+
 /// A stream of rows.
 pub trait Rows {
     fn next_row(&mut self) -> Result<Option<Row>, InputError>;
 }
 
 // ---------------------------------------------------------------- CSV
-
-/// Where each column of a CSV file goes.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CsvLayout {
-    timestamp: usize,
-    value: usize,
-    metric_type: usize,
-    id: Option<usize>,
-    user_id: Option<usize>,
-    /// Every other column: a key of `properties`.
-    properties: Vec<(usize, String)>,
-    names: Vec<String>,
-}
-
-impl CsvLayout {
-    /// Maps the header row; names are matched exactly after trimming spaces
-    /// (and a UTF-8 byte order mark on the first).
-    pub fn from_header<S: AsRef<str>>(header: &[S]) -> Result<CsvLayout, InputError> {
-        let names: Vec<String> = header
-            .iter()
-            .enumerate()
-            .map(|(i, n)| {
-                let n = n.as_ref();
-                let n = if i == 0 { n.trim_start_matches('\u{feff}') } else { n };
-                n.trim().to_string()
-            })
-            .collect();
-        if names.iter().all(|n| n.is_empty()) {
-            return Err(InputError::NoHeader);
-        }
-        for (i, name) in names.iter().enumerate() {
-            if !name.is_empty() && names[..i].contains(name) {
-                return Err(InputError::DuplicateColumn(name.clone()));
-            }
-        }
-        let find = |wanted: &str| names.iter().position(|n| n == wanted);
-        let missing: Vec<String> =
-            ["timestamp", "value", "type"].into_iter().filter(|w| find(w).is_none()).map(String::from).collect();
-        if !missing.is_empty() {
-            return Err(InputError::MissingColumns { missing, header: names });
-        }
-        let known = ["timestamp", "value", "type", "id", "user_id"];
-        let properties = names
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| !n.is_empty() && !known.contains(&n.as_str()))
-            .map(|(i, n)| (i, n.clone()))
-            .collect();
-        Ok(CsvLayout {
-            timestamp: find("timestamp").unwrap_or_default(),
-            value: find("value").unwrap_or_default(),
-            metric_type: find("type").unwrap_or_default(),
-            id: find("id"),
-            user_id: find("user_id"),
-            properties,
-            names,
-        })
-    }
-
-    /// The metric object for one record at `line`. Empty cells are left out,
-    /// so a missing timestamp, value or type gets the server's "is required".
-    pub fn convert(&self, line: u64, fields: &[&[u8]]) -> Row {
-        if fields.len() != self.names.len() {
-            let message = format!("the row has {} fields, the header has {}", fields.len(), self.names.len());
-            return Row::Rejected(line, Rejection::new(INVALID_CSV, message));
-        }
-        let mut cells = Vec::with_capacity(fields.len());
-        for (i, field) in fields.iter().enumerate() {
-            match std::str::from_utf8(field) {
-                Ok(text) => cells.push(text),
-                Err(_) => {
-                    let message = format!("column `{}` is not UTF-8 text", self.names[i]);
-                    return Row::Rejected(line, Rejection::new(INVALID_CSV, message));
-                }
-            }
-        }
-        let cell = |i: usize| Some(cells[i]).filter(|c| !c.trim().is_empty());
-        let mut metric = Map::new();
-        if let Some(text) = cell(self.timestamp) {
-            metric.insert("timestamp".into(), Value::String(text.to_string()));
-        }
-        if let Some(text) = cell(self.value) {
-            // Not a number: sent as the string, for the server's own message.
-            let value = number(text).map(Value::Number).unwrap_or_else(|| Value::String(text.to_string()));
-            metric.insert("value".into(), value);
-        }
-        if let Some(text) = cell(self.metric_type) {
-            metric.insert("type".into(), Value::String(text.to_string()));
-        }
-        let id = match self.id.and_then(cell) {
-            Some(given) => given.trim().to_string(),
-            None => id::from_fields(line, fields.iter().copied()),
-        };
-        metric.insert("id".into(), Value::String(id));
-        if let Some(text) = self.user_id.and_then(cell) {
-            metric.insert("user_id".into(), Value::String(text.trim().to_string()));
-        }
-        let properties: Map<String, Value> =
-            self.properties.iter().filter_map(|(i, name)| typed(cells[*i]).map(|v| (name.clone(), v))).collect();
-        if !properties.is_empty() {
-            metric.insert("properties".into(), Value::Object(properties));
-        }
-        Row::Item(Item { line, json: Value::Object(metric).to_string() })
-    }
-}
 
 /// A property cell as JSON: a finite number, `true`/`false` (any case), a
 /// string, or nothing for an empty cell.
@@ -227,11 +139,13 @@ pub struct CsvRows<R: Read> {
     lines: Arc<Mutex<LineCounter>>,
     layout: CsvLayout,
     record: csv::ByteRecord,
+    /// Metrics of the last record not yet handed out (a wide row makes several).
+    ready: VecDeque<Row>,
 }
 
 impl<R: Read> CsvRows<R> {
-    /// Reads and checks the header.
-    pub fn new(input: R) -> Result<CsvRows<R>, InputError> {
+    /// Reads the header and applies `mapping` to it.
+    pub fn new(input: R, mapping: &Mapping) -> Result<CsvRows<R>, InputError> {
         let lines = Arc::new(Mutex::new(LineCounter::default()));
         let tee = Tee { inner: input, lines: Arc::clone(&lines) };
         let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(tee);
@@ -241,23 +155,26 @@ impl<R: Read> CsvRows<R> {
         }
         let names: Vec<&str> =
             header.iter().map(std::str::from_utf8).collect::<Result<_, _>>().map_err(|_| InputError::HeaderNotUtf8)?;
-        let layout = CsvLayout::from_header(&names)?;
-        Ok(CsvRows { reader, lines, layout, record: csv::ByteRecord::new() })
+        let layout = CsvLayout::new(&names, mapping)?;
+        Ok(CsvRows { reader, lines, layout, record: csv::ByteRecord::new(), ready: VecDeque::new() })
     }
 }
 
 impl<R: Read> Rows for CsvRows<R> {
     fn next_row(&mut self) -> Result<Option<Row>, InputError> {
-        if !self.reader.read_byte_record(&mut self.record)? {
-            return Ok(None);
+        while self.ready.is_empty() {
+            if !self.reader.read_byte_record(&mut self.record)? {
+                return Ok(None);
+            }
+            let offset = self.record.position().map(|p| p.byte()).unwrap_or(0);
+            let line = match self.lines.lock() {
+                Ok(mut lines) => lines.line_at(offset),
+                Err(_) => 0,
+            };
+            let fields: Vec<&[u8]> = self.record.iter().collect();
+            self.ready.extend(self.layout.convert(line, &fields));
         }
-        let offset = self.record.position().map(|p| p.byte()).unwrap_or(0);
-        let line = match self.lines.lock() {
-            Ok(mut lines) => lines.line_at(offset),
-            Err(_) => 0,
-        };
-        let fields: Vec<&[u8]> = self.record.iter().collect();
-        Ok(Some(self.layout.convert(line, &fields)))
+        Ok(self.ready.pop_front())
     }
 }
 
@@ -418,8 +335,12 @@ mod tests {
         }
     }
 
+    fn csv_header(text: &[u8]) -> Result<CsvRows<&[u8]>, InputError> {
+        CsvRows::new(text, &Mapping::default())
+    }
+
     fn csv_rows(text: &str) -> Vec<Row> {
-        let mut rows = CsvRows::new(text.as_bytes()).unwrap();
+        let mut rows = CsvRows::new(text.as_bytes(), &Mapping::default()).unwrap();
         let mut out = Vec::new();
         while let Some(row) = rows.next_row().unwrap() {
             out.push(row);
@@ -451,11 +372,14 @@ mod tests {
     }
 
     #[test]
-    fn csv_keeps_given_ids_and_sends_bad_values_for_the_server_to_judge() {
-        let rows = csv_rows("id,type,value,timestamp\nhost-7:42,cpu,abc,yesterday\n,,,\n");
-        assert_eq!(parse(&rows[0]).1, json!({"id": "host-7:42", "type": "cpu", "value": "abc", "timestamp": "yesterday"}));
-        let (_, empty) = parse(&rows[1]);
-        assert_eq!(empty.as_object().unwrap().keys().collect::<Vec<_>>(), vec!["id"], "required but empty: left out");
+    fn csv_keeps_given_ids_checks_values_and_leaves_the_rest_to_the_server() {
+        let rows = csv_rows("id,type,value,timestamp\nhost-7:42,cpu,1,yesterday\nhost-7:43,cpu,abc,now\n,,1,\n");
+        assert_eq!(parse(&rows[0]).1, json!({"id": "host-7:42", "type": "cpu", "value": 1, "timestamp": "yesterday"}));
+        assert_eq!(rows[1], Row::Rejected(3, Rejection::new(INVALID_CSV, "column `value`: `abc` is not a number")));
+        let (_, empty) = parse(&rows[2]);
+        let mut keys: Vec<&String> = empty.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(keys, vec!["id", "value"], "required but empty: left out for the server to name");
     }
 
     #[test]
@@ -480,7 +404,7 @@ mod tests {
         let mut text = b"timestamp,value,type\nt,1,a,extra\nt,1\nt,1,".to_vec();
         text.extend_from_slice(&[0xff, 0xfe]);
         text.push(b'\n');
-        let mut rows = CsvRows::new(&text[..]).unwrap();
+        let mut rows = CsvRows::new(&text[..], &Mapping::default()).unwrap();
         let mut rejected = Vec::new();
         while let Some(row) = rows.next_row().unwrap() {
             match row {
@@ -495,20 +419,21 @@ mod tests {
 
     #[test]
     fn missing_required_columns_are_named() {
-        let err = CsvRows::new("user_id,Value,region\n1,2,3\n".as_bytes()).err().unwrap();
+        let err = csv_header("user_id,Value,region\n1,2,3\n".as_bytes()).err().unwrap();
         assert_eq!(
             err.to_string(),
-            "missing required columns: timestamp, value, type (the header has: user_id, Value, region)"
+            "missing required columns: timestamp, value, type (the header has: user_id, Value, region); \
+             --timestamp-column, --value-column, --type-column or --type map other names"
         );
-        let err = CsvRows::new("timestamp,value\n".as_bytes()).err().unwrap();
-        assert_eq!(err.to_string(), "missing required column: type (the header has: timestamp, value)");
-        assert!(matches!(CsvRows::new("".as_bytes()).err().unwrap(), InputError::NoHeader));
+        let err = csv_header("timestamp,value\n".as_bytes()).err().unwrap();
+        assert!(err.to_string().starts_with("missing required column: type (the header has: timestamp, value);"), "{err}");
+        assert!(matches!(csv_header("".as_bytes()).err().unwrap(), InputError::NoHeader));
         assert!(matches!(
-            CsvRows::new("timestamp,value,type,value\n".as_bytes()).err().unwrap(),
+            csv_header("timestamp,value,type,value\n".as_bytes()).err().unwrap(),
             InputError::DuplicateColumn(c) if c == "value"
         ));
         // A byte order mark and spaces around names are tolerated.
-        assert!(CsvRows::new("\u{feff}timestamp, value ,type\n".as_bytes()).is_ok());
+        assert!(csv_header("\u{feff}timestamp, value ,type\n".as_bytes()).is_ok());
     }
 
     #[test]

@@ -1,20 +1,26 @@
 //! `analytics-cli`: bulk import of CSV or NDJSON metrics into the Resilient
-//! Analytics API through `POST /api/metrics/batch`.
+//! Analytics API through `POST /api/metrics/batch`, and export of stored
+//! metrics to Parquet, NDJSON or CSV through `GET /api/metrics/list`.
 //!
-//! The parts that decide things are plain functions (`input`, `id`, `batch`,
-//! `reply`, `retry`); `sender` and `import` are the loops around them and
-//! `transport` the one HTTP call.
+//! The parts that decide things are plain functions (`input`, `mapping`,
+//! `timestamps`, `id`, `batch`, `reply`, `retry`); `sender`, `import` and
+//! `export` are the loops around them, `export_files` writes the files and
+//! `transport` makes the HTTP calls.
 
 pub mod batch;
 pub mod cli;
+pub mod export;
+pub mod export_files;
 pub mod id;
 pub mod import;
 pub mod input;
+pub mod mapping;
 pub mod progress;
 pub mod reply;
 pub mod report;
 pub mod retry;
 pub mod sender;
+pub mod timestamps;
 pub mod transport;
 
 #[cfg(test)]

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use analytics_cli::cli::{Cli, Command, ImportArgs};
+use analytics_cli::cli::{Cli, Command, ExportArgs, ImportArgs};
+use analytics_cli::export::{self, ExportOptions, Walk};
 use analytics_cli::import::{self, Options};
 use analytics_cli::progress::Progress;
 use analytics_cli::report::default_path;
@@ -20,32 +21,37 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Import(args) => run_import(args),
+        Command::Export(args) => run_export(args),
     }
 }
 
+fn fatal(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(FATAL)
+}
+
 fn run_import(args: ImportArgs) -> ExitCode {
-    let transport = match Http::new(&args.url, Duration::from_secs(args.timeout)) {
-        Ok(t) => t.with_api_key(args.api_key.clone()),
-        Err(message) => {
-            eprintln!("error: {message}");
-            return ExitCode::from(FATAL);
-        }
-    };
     let options = Options {
         file: args.file,
         format: args.format,
+        mapping: args.columns.mapping(),
         batch_size: usize::from(args.batch_size),
         concurrency: usize::from(args.concurrency),
         report: args.report,
         policy: Policy::default(),
     };
+    if args.dry_run {
+        return run_dry(&options);
+    }
+    let url = args.url.unwrap_or_default();
+    let transport = match Http::new(&url, Duration::from_secs(args.timeout)) {
+        Ok(t) => t.with_api_key(args.api_key.clone()),
+        Err(message) => return fatal(message),
+    };
     let mut progress = Progress::new(0, std::io::stderr().is_terminal());
     let summary = match import::run(&options, &transport, &mut progress) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return ExitCode::from(FATAL);
-        }
+        Err(e) => return fatal(format!("{e:#}")),
     };
     println!("{}", summary.line());
     match &summary.report {
@@ -61,4 +67,41 @@ fn run_import(args: ImportArgs) -> ExitCode {
         eprintln!("error: {message}");
     }
     ExitCode::from(summary.exit_code())
+}
+
+/// Exit 0 when every row would be sent, 1 when some would be refused.
+fn run_dry(options: &Options) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    match import::dry_run(options, &mut stdout) {
+        Ok(found) => {
+            println!(
+                "dry run: {} rows make {} metrics; {} refused by the CLI (the server may refuse others); nothing was sent",
+                found.rows, found.metrics, found.refused
+            );
+            ExitCode::from(u8::from(found.refused > 0))
+        }
+        Err(e) => fatal(format!("{e:#}")),
+    }
+}
+
+fn run_export(args: ExportArgs) -> ExitCode {
+    let source = match Http::new(&args.url, Duration::from_secs(args.timeout)) {
+        Ok(t) => t.with_api_key(args.api_key.clone()),
+        Err(message) => return fatal(message),
+    };
+    let options = ExportOptions {
+        output: args.output,
+        format: args.format,
+        walk: Walk { types: args.types, from: args.from, to: args.to },
+        page_size: args.page_size,
+        policy: Policy::default(),
+    };
+    let mut progress = Progress::of("exported", 0, std::io::stderr().is_terminal());
+    match export::run(&options, &source, &mut progress) {
+        Ok(summary) => {
+            println!("{}", summary.line(&options.output));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fatal(format!("{e:#} (run the same command again to go on)")),
+    }
 }

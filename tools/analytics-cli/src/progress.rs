@@ -9,16 +9,22 @@ const PLAIN_EVERY: Duration = Duration::from_secs(2);
 
 pub enum Progress {
     Bar(ProgressBar),
-    Plain { start: Instant, last: Instant },
+    /// `verb`: what the line says is done with the rows (`imported`, `exported`).
+    Plain { start: Instant, last: Instant, verb: &'static str },
     Hidden,
 }
 
 impl Progress {
     /// A bar when stderr is a terminal, plain lines otherwise.
     pub fn new(total: u64, terminal: bool) -> Progress {
+        Progress::of("imported", total, terminal)
+    }
+
+    /// The same, for rows that are `verb` (plain lines say it).
+    pub fn of(verb: &'static str, total: u64, terminal: bool) -> Progress {
         if !terminal {
             let now = Instant::now();
-            return Progress::Plain { start: now, last: now };
+            return Progress::Plain { start: now, last: now, verb };
         }
         let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
         let style = ProgressStyle::with_template("{elapsed:>4} [{wide_bar}] {human_pos}/{human_len} rows  {rate}  eta {eta}")
@@ -40,10 +46,10 @@ impl Progress {
                 bar.set_length(total.max(done));
                 bar.set_position(done);
             }
-            Progress::Plain { start, last } => {
+            Progress::Plain { start, last, verb } => {
                 if last.elapsed() >= PLAIN_EVERY {
                     *last = Instant::now();
-                    eprintln!("{}", plain_line(done, total, start.elapsed()));
+                    eprintln!("{}", plain_line(verb, done, total, start.elapsed()));
                 }
             }
             Progress::Hidden => {}
@@ -78,11 +84,11 @@ impl Progress {
 }
 
 /// `imported 12000/100000 rows, 8400 rows/s, eta 10 s`.
-pub fn plain_line(done: u64, total: u64, elapsed: Duration) -> String {
+pub fn plain_line(verb: &str, done: u64, total: u64, elapsed: Duration) -> String {
     let total = total.max(done);
     let rate = if elapsed.as_secs_f64() > 0.0 { done as f64 / elapsed.as_secs_f64() } else { 0.0 };
     let eta = if rate > 0.0 { format!("{:.0} s", (total - done) as f64 / rate) } else { "?".to_string() };
-    format!("imported {done}/{total} rows, {rate:.0} rows/s, eta {eta}")
+    format!("{verb} {done}/{total} rows, {rate:.0} rows/s, eta {eta}")
 }
 
 #[cfg(test)]
@@ -91,9 +97,9 @@ mod tests {
 
     #[test]
     fn plain_lines() {
-        assert_eq!(plain_line(12_000, 100_000, Duration::from_secs_f64(12_000.0 / 8_400.0)), "imported 12000/100000 rows, 8400 rows/s, eta 10 s");
-        assert_eq!(plain_line(0, 10, Duration::ZERO), "imported 0/10 rows, 0 rows/s, eta ?");
+        assert_eq!(plain_line("imported", 12_000, 100_000, Duration::from_secs_f64(12_000.0 / 8_400.0)), "imported 12000/100000 rows, 8400 rows/s, eta 10 s");
+        assert_eq!(plain_line("imported", 0, 10, Duration::ZERO), "imported 0/10 rows, 0 rows/s, eta ?");
         // The total is an estimate (a line count): never shown below what is done.
-        assert_eq!(plain_line(12, 10, Duration::from_secs(1)), "imported 12/12 rows, 12 rows/s, eta 0 s");
+        assert_eq!(plain_line("exported", 12, 10, Duration::from_secs(1)), "exported 12/12 rows, 12 rows/s, eta 0 s");
     }
 }

@@ -212,7 +212,7 @@ mod tests {
     }
 
     fn ok(status: u16, body: &str) -> Result<Response, String> {
-        Ok(Response { status, retry_after: None, body: body.as_bytes().to_vec() })
+        Ok(Response { status, retry_after: None, next_cursor: None, body: body.as_bytes().to_vec() })
     }
 
     fn batch(lines: std::ops::Range<u64>) -> Batch {
@@ -249,7 +249,7 @@ mod tests {
     #[test]
     fn resends_the_same_batch_after_429_and_503() {
         let t = Scripted::new(vec![
-            Ok(Response { status: 429, retry_after: Some("0".into()), body: br#"{"error":"rate_limited","retry_after_seconds":0}"#.to_vec() }),
+            Ok(Response { status: 429, retry_after: Some("0".into()), next_cursor: None, body: br#"{"error":"rate_limited","retry_after_seconds":0}"#.to_vec() }),
             ok(503, r#"{"error":"service_unavailable"}"#),
             Err("connection reset".into()),
             ok(200, r#"{"accepted":2,"duplicates":0,"rejected":[]}"#),

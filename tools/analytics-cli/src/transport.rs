@@ -1,5 +1,5 @@
-//! The one HTTP call the import makes, behind a trait so the send loop can be
-//! tested against canned answers.
+//! The HTTP calls the CLI makes, behind traits so the import's send loop and
+//! the export's page walk can be tested against canned answers.
 
 use std::time::Duration;
 
@@ -8,6 +8,8 @@ use std::time::Duration;
 pub struct Response {
     pub status: u16,
     pub retry_after: Option<String>,
+    /// `X-Next-Cursor` of a list page.
+    pub next_cursor: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -16,15 +18,21 @@ pub trait Transport: Send + Sync {
     fn post(&self, body: &[u8]) -> Result<Response, String>;
 }
 
-/// Largest reply read: a reply to 1 000 rejected items is well under this.
+/// GETs a path (with its query) under the API's base URL; `Err` as for `post`.
+pub trait Fetch: Send + Sync {
+    fn get(&self, path_and_query: &str) -> Result<Response, String>;
+}
+
+/// Largest reply read: a reply to 1 000 rejected items, or a page of 1 000
+/// metrics with their properties, is well under this.
 const MAX_REPLY_BYTES: u64 = 16 * 1024 * 1024;
 
-/// `POST {base}/api/metrics/batch` with `ureq` (keep-alive connections shared
-/// by the worker threads).
+/// The API over `ureq` (keep-alive connections shared by the worker threads):
+/// `POST {base}/api/metrics/batch` and GETs under `base`.
 pub struct Http {
     agent: ureq::Agent,
-    url: String,
-    /// Sent as `Authorization: Bearer <key>` (an `ingest` key).
+    base: String,
+    /// Sent as `Authorization: Bearer <key>` (`ingest` to import, `read` to export).
     api_key: Option<String>,
 }
 
@@ -35,8 +43,7 @@ impl Http {
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(format!("--url must start with http:// or https://, not `{base}`"));
         }
-        let url = format!("{base}/api/metrics/batch");
-        ureq::http::Uri::try_from(url.as_str()).map_err(|e| format!("--url `{base}` is not a URL: {e}"))?;
+        ureq::http::Uri::try_from(format!("{base}/api/metrics/batch")).map_err(|e| format!("--url `{base}` is not a URL: {e}"))?;
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             // A redirect would turn the POST into a GET: report it instead.
@@ -46,7 +53,7 @@ impl Http {
             .user_agent(concat!("analytics-cli/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
-        Ok(Http { agent, url, api_key: None })
+        Ok(Http { agent, base: base.to_string(), api_key: None })
     }
 
     /// Sends `key` with every request.
@@ -58,14 +65,29 @@ impl Http {
 
 impl Transport for Http {
     fn post(&self, body: &[u8]) -> Result<Response, String> {
-        let mut request = self.agent.post(&self.url).header("Content-Type", "application/json");
+        let mut request = self.agent.post(format!("{}/api/metrics/batch", self.base)).header("Content-Type", "application/json");
         if let Some(key) = &self.api_key {
             request = request.header("Authorization", format!("Bearer {key}"));
         }
-        let mut response = request.send(body).map_err(|e| e.to_string())?;
-        let status = response.status().as_u16();
-        let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
-        let body = response.body_mut().with_config().limit(MAX_REPLY_BYTES).read_to_vec().map_err(|e| e.to_string())?;
-        Ok(Response { status, retry_after, body })
+        read(request.send(body))
     }
+}
+
+impl Fetch for Http {
+    fn get(&self, path_and_query: &str) -> Result<Response, String> {
+        let mut request = self.agent.get(format!("{}{path_and_query}", self.base));
+        if let Some(key) = &self.api_key {
+            request = request.header("Authorization", format!("Bearer {key}"));
+        }
+        read(request.call())
+    }
+}
+
+fn read(sent: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Response, String> {
+    let mut response = sent.map_err(|e| e.to_string())?;
+    let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let (retry_after, next_cursor) = (header("retry-after"), header("x-next-cursor"));
+    let status = response.status().as_u16();
+    let body = response.body_mut().with_config().limit(MAX_REPLY_BYTES).read_to_vec().map_err(|e| e.to_string())?;
+    Ok(Response { status, retry_after, next_cursor, body })
 }
