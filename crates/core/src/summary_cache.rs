@@ -109,11 +109,15 @@ pub enum Placement {
 /// Where the answer computed at `now_ms` goes, given when the answer it
 /// replaces was computed (if there was one) and whether the store's writes
 /// are cheap (a Redis store) or durable commits (Spin's key-value store).
+///
+/// Only answers replaced within [`STABLE_MS`] (metrics keep arriving) go to
+/// Redis. With none to replace, the store takes it: a trailing window (a
+/// new one every second) then keeps its answer in the store, where a hit
+/// costs no Redis connection, at one store write a second.
 pub fn placement(replaced_computed_at_ms: Option<i64>, now_ms: i64, cheap_writes: bool) -> Placement {
     match replaced_computed_at_ms {
-        _ if cheap_writes => Placement::Store,
-        Some(at) if now_ms - at >= STABLE_MS => Placement::Store,
-        _ => Placement::Redis,
+        Some(at) if !cheap_writes && now_ms - at < STABLE_MS => Placement::Redis,
+        _ => Placement::Store,
     }
 }
 
@@ -249,7 +253,7 @@ mod tests {
         assert_eq!(computed_at(b"junk"), None);
         assert_eq!(placement(computed_at(&entry), NOW, false), Placement::Store);
         assert_eq!(placement(Some(NOW - 10), NOW, false), Placement::Redis, "replaced within 10 ms: metrics keep arriving");
-        assert_eq!(placement(None, NOW, false), Placement::Redis);
+        assert_eq!(placement(None, NOW, false), Placement::Store, "nothing kept yet, for this window or its period");
         assert_eq!(placement(Some(NOW - 10), NOW, true), Placement::Store, "a Redis store's writes are cheap");
     }
 
