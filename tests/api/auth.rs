@@ -121,6 +121,7 @@ async fn projects_never_see_each_other(backend: Backend) {
     let api = Api::start(backend, &[("auth", "required"), ("admin_token", ADMIN)]).await;
     let (acme, _) = key(&api, &["ingest", "read"], Some("acme"), json!({})).await;
     let (bolt, _) = key(&api, &["ingest", "read", "admin"], Some("bolt"), json!({})).await;
+    assert!(acme.starts_with("rak_acme_") && bolt.starts_with("rak_bolt_"), "a key names its project: {acme}");
     let event = json!({"type": "signup", "value": 5.0, "timestamp": support::api::timestamp_seconds_ago(3), "user_id": "u-acme", "id": "same-id"});
     assert_eq!(api.request("POST", "/api/metrics", &[("content-type", "application/json"), ("x-api-key", &acme)], event.to_string()).await.status, 201);
     // The same id in another project is another metric.

@@ -69,7 +69,7 @@ fn answer(request: &Request, admitted: &mut Admitted) -> Result<(u16, Value), Ap
             let mut random = [0u8; 24];
             random[..16].copy_from_slice(&clock::random_u128().to_le_bytes());
             random[16..].copy_from_slice(&clock::random_u128().to_le_bytes()[..8]);
-            let secret = new_secret(random);
+            let secret = new_secret(random, &new.project(&admitted.principal)?);
             let record = new.record(&admitted.principal, &secret, clock::now_ms())?;
             api_keys::create(store, &record).map_err(unavailable)?;
             let mut body = record.to_json();

@@ -26,7 +26,7 @@ use analytics_platform::core::summary_cache::{
 use analytics_platform::core::app_metrics::{field, Family, COUNTERS_KEY, HIT_SAMPLE};
 use analytics_platform::counters::Tally;
 use analytics_platform::core::auth::Scope;
-use analytics_platform::gate::{self, Admitted};
+use analytics_platform::gate::{self, Admitted, Ahead};
 use analytics_platform::redis::Redis;
 use analytics_platform::{clock, config, respond};
 use spin_sdk::http::{Request, Response};
@@ -36,11 +36,15 @@ const ALLOW: &[&str] = &["GET"];
 
 #[http_component]
 fn handle(request: Request) -> anyhow::Result<Response> {
-    let mut admitted = match gate::admit(&request, ALLOW, Scope::Read) {
+    // The request is read before the caller is let in, so that its first
+    // store read goes with the key check; its errors are answered after the gate's.
+    let asked = ask(&request);
+    let ahead = Ahead { keys: asked.as_ref().map(first_read).unwrap_or_default(), heads: SHARDS, bytes: HEADER };
+    let (mut admitted, heads) = match gate::admit_reading(&request, ALLOW, Scope::Read, &ahead) {
         Ok(admitted) => admitted,
         Err(response) => return Ok(response),
     };
-    let response = match summarize(&request, &mut admitted) {
+    let response = match asked.and_then(|asked| summarize(asked, ahead.keys, heads, &mut admitted)) {
         Ok((cache, body)) => respond::raw_json(200, body, &[("x-cache", cache.to_string())]),
         Err(e) => {
             analytics_platform::counters::count_store_failure("summary", &e);
@@ -90,22 +94,39 @@ fn count_sampled_hit() {
 /// How long one request holds the right to store a window's new answer.
 const FILL_LOCK_MS: u64 = 2_000;
 
-/// The answer and how the cache took part; the body is serialised JSON.
-fn summarize(request: &Request, admitted: &mut Admitted) -> Result<(Cache, Vec<u8>), ApiError> {
+/// What a summary request asks.
+struct Asked {
+    summary: SummaryRequest,
+    /// `cache_ttl_seconds`.
+    ttl: u64,
+    now: i64,
+}
+
+fn ask(request: &Request) -> Result<Asked, ApiError> {
     let now = clock::now_ms();
     let summary = SummaryRequest::parse(&Query::parse(request.query())?, now)?;
     let ttl = settings::whole(config::lookup(), "cache_ttl_seconds", 0, 86_400 * 30)?;
+    Ok(Asked { summary, ttl, now })
+}
+
+/// The first read: the journal's headers (what it holds is what every
+/// answer must include) and the last answer kept in the store.
+fn first_read(asked: &Asked) -> Vec<String> {
+    let mut keys = journal_keys(&asked.summary.metric_type);
+    if asked.ttl > 0 {
+        keys.push(answer_key(&asked.summary));
+    }
+    keys
+}
+
+/// The answer and how the cache took part; the body is serialised JSON.
+/// `keys` and `heads` are [`first_read`] and what it found.
+fn summarize(asked: Asked, mut keys: Vec<String>, mut heads: Vec<Option<Vec<u8>>>, admitted: &mut Admitted) -> Result<(Cache, Vec<u8>), ApiError> {
+    let Asked { summary, ttl, now } = asked;
     let (folded_key, cached_answer_key) = (admitted.redis_key(&folded_key(&summary)), admitted.redis_key(&cache_answer_key(&summary)));
     let admitted_prefix = admitted.principal.key_prefix();
     let kv = &mut admitted.store;
-    // The journal's headers first (what it holds is what every answer must
-    // include), and the last answer kept in the store, in one read.
-    let mut keys = journal_keys(&summary.metric_type);
     let answer_key = answer_key(&summary);
-    if ttl > 0 {
-        keys.push(answer_key.clone());
-    }
-    let mut heads = kv.get_many_heads(&keys, SHARDS, HEADER).map_err(unavailable)?;
     let stored_answer = if ttl > 0 { keys.pop().and(heads.pop().flatten()) } else { None };
     let headers = Pending::headers(&keys, &heads).map_err(unavailable)?;
     let (state, folded_state) = (Pending::state(&headers), Pending::folded_state(&headers));

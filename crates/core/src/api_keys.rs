@@ -60,13 +60,13 @@ pub fn revoke<K: Kv>(kv: &mut K, project: &str, id: &str, now_ms: i64) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::{authorize, new_secret, Mode, NewKey, Scope};
+    use crate::auth::{authorize, new_secret, Mode, NewKey, Scope, DEFAULT_PROJECT};
     use crate::memory_store::MemoryStore;
 
     fn make(kv: &mut MemoryStore, project: &str, seed: u8) -> (String, KeyRecord) {
         let root = authorize(Mode::Required, Some("root"), "root", None, Scope::Admin).unwrap();
         let new = NewKey { name: format!("k{seed}"), scopes: vec![Scope::Read], rate_limit_requests: None, allowed_origins: vec![], project: Some(project.into()) };
-        let secret = new_secret([seed; 24]);
+        let secret = new_secret([seed; 24], DEFAULT_PROJECT);
         let record = new.record(&root, &secret, 1_000 + seed as i64).unwrap();
         create(kv, &record).unwrap();
         (secret, record)

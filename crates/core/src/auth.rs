@@ -158,10 +158,29 @@ pub fn key_index_key(project: &str) -> String {
     format!("apikeys:{project}")
 }
 
-/// A new secret from 24 random bytes: `rak_` and 48 hex digits.
-pub fn new_secret(random: [u8; 24]) -> String {
+/// Hex digits of a secret's random part.
+const SECRET_HEX: usize = 48;
+
+/// A new secret from 24 random bytes: `rak_` and 48 hex digits, with the
+/// project's name in between (`rak_acme_…`) outside the default project, so
+/// a request's reads can go with its key's record ([`project_hint`]).
+pub fn new_secret(random: [u8; 24], project: &str) -> String {
     let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
-    format!("rak_{hex}")
+    if project == DEFAULT_PROJECT {
+        format!("rak_{hex}")
+    } else {
+        format!("rak_{project}_{hex}")
+    }
+}
+
+/// The project a secret says it belongs to: a hint for reading ahead,
+/// never a credential (the key's record decides).
+pub fn project_hint(secret: &str) -> &str {
+    let Some(rest) = secret.strip_prefix("rak_") else { return DEFAULT_PROJECT };
+    match rest.len().checked_sub(SECRET_HEX + 1).map(|at| rest.split_at(at)) {
+        Some((project, tail)) if tail.starts_with('_') && validate_project(project).is_ok() => project,
+        _ => DEFAULT_PROJECT,
+    }
 }
 
 /// A key's public id: derived from its hash, so it says nothing of the secret.
@@ -348,14 +367,18 @@ impl NewKey {
     }
 
     /// The record to store for `secret`, created by `creator`, at `now_ms`.
+    /// The project the new key belongs to: the one asked for, which only the
+    /// admin token may choose freely, else its creator's.
+    pub fn project(&self, creator: &Principal) -> Result<String, ApiError> {
+        match (&self.project, creator.bootstrap) {
+            (Some(p), true) => Ok(p.clone()),
+            (Some(p), false) if *p != creator.project => Err(ApiError::new(403, "forbidden", "only the admin token creates keys for another project")),
+            _ => Ok(creator.project.clone()),
+        }
+    }
+
     pub fn record(&self, creator: &Principal, secret: &str, now_ms: i64) -> Result<KeyRecord, ApiError> {
-        let project = match (&self.project, creator.bootstrap) {
-            (Some(p), true) => p.clone(),
-            (Some(p), false) if *p != creator.project => {
-                return Err(ApiError::new(403, "forbidden", "only the admin token creates keys for another project"))
-            }
-            _ => creator.project.clone(),
-        };
+        let project = self.project(creator)?;
         let hash = key_hash(secret);
         Ok(KeyRecord {
             id: key_id(&hash),
@@ -382,7 +405,7 @@ mod tests {
     use super::*;
 
     fn record(scopes: &[Scope]) -> (String, KeyRecord) {
-        let secret = new_secret([7; 24]);
+        let secret = new_secret([7; 24], DEFAULT_PROJECT);
         let new = NewKey { name: "k".into(), scopes: scopes.to_vec(), rate_limit_requests: Some(50), allowed_origins: vec![], project: None };
         let creator = authorize(Mode::Open, Some("root"), "root", None, Scope::Admin).unwrap();
         (secret.clone(), new.record(&creator, &secret, 1_000).unwrap())
@@ -452,5 +475,17 @@ mod tests {
         assert!(!stored.contains(&secret) && !record.to_json().to_string().contains(&record.hash));
         assert_eq!(record.hash.len(), 64);
         assert!(secret.starts_with("rak_") && secret.len() == 52);
+    }
+
+    #[test]
+    fn secrets_outside_the_default_project_name_it() {
+        let acme = new_secret([9; 24], "acme");
+        assert!(acme.starts_with("rak_acme_") && acme.len() == 57, "{acme}");
+        assert_eq!(project_hint(&acme), "acme");
+        assert_eq!(project_hint(&new_secret([9; 24], "a_b-1")), "a_b-1");
+        assert_eq!(project_hint(&new_secret([9; 24], DEFAULT_PROJECT)), DEFAULT_PROJECT);
+        for other in ["rak_", "rak_ACME_0123", "token", "", "rak__0000000000000000000000000000000000000000000000000"] {
+            assert_eq!(project_hint(other), DEFAULT_PROJECT, "{other}");
+        }
     }
 }

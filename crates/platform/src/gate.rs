@@ -1,6 +1,7 @@
 //! The door of every endpoint that touches a project's data: the method,
 //! CORS (preflight answers and response headers), the caller's credential
-//! (at most one key-value read), and a store scoped to the caller's project.
+//! (at most one key-value read, shared with the endpoint's first when the
+//! key names its project), and a store scoped to the caller's project.
 //!
 //! Variables: `auth` (`open` or `required`), `admin_token` (the bootstrap
 //! credential) and `cors_allowed_origins` (comma-separated origins any
@@ -74,6 +75,22 @@ fn foreign_origin(request: &Request) -> Option<String> {
 /// Lets `request` in to do `needed`, or answers it: a CORS preflight, a 405,
 /// a 401 or 403, an origin this caller may not use, or the store down.
 pub fn admit(request: &Request, allow: &[&str], needed: Scope) -> Result<Admitted, Response> {
+    admit_reading(request, allow, needed, &Ahead::default()).map(|(admitted, _)| admitted)
+}
+
+/// Keys of the caller's project an endpoint reads first, read with the
+/// caller's key record in one store call when the key names its project
+/// ([`auth::project_hint`]): checking a key then costs no read of its own.
+#[derive(Debug, Default)]
+pub struct Ahead {
+    pub keys: Vec<String>,
+    /// As [`Reader::get_many_heads`]: the first `heads` values may be cut to `bytes`.
+    pub heads: usize,
+    pub bytes: usize,
+}
+
+/// [`admit`], and the values of `ahead.keys` in the caller's project.
+pub fn admit_reading(request: &Request, allow: &[&str], needed: Scope, ahead: &Ahead) -> Result<(Admitted, Vec<Option<Vec<u8>>>), Response> {
     crate::trace::remember(header(request, "traceparent"));
     let origin = foreign_origin(request);
     if *request.method() == Method::Options {
@@ -91,25 +108,36 @@ pub fn admit(request: &Request, allow: &[&str], needed: Scope) -> Result<Admitte
         response
     };
     respond::require_method(request.method(), allow).map_err(early)?;
-    let principal_and_store = (|| {
+    let unavailable = |e: analytics_core::kv::StoreError| ApiError::unavailable(format!("key-value store: {e}"));
+    let let_in = (|| {
         let mode = mode()?;
         let admin_token = settings::text(config::lookup(), "admin_token")?;
         let secret = credential(header(request, "authorization"), header(request, "x-api-key"))?;
         let mut store = Store::open().map_err(|e| ApiError::unavailable(format!("key-value store: {e}")))?;
-        let record = match &secret {
-            Some(secret) if !auth::is_admin_token(secret, &admin_token) => {
-                let key = key_record_key(&key_hash(secret));
-                match store.get(&key).map_err(|e| ApiError::unavailable(e.to_string()))? {
-                    Some(bytes) => serde_json::from_slice::<KeyRecord>(&bytes).ok(),
-                    None => None,
-                }
-            }
-            _ => None,
+        // Who the caller will turn out to be, as far as can be told unread.
+        let key = secret.as_deref().filter(|s| !auth::is_admin_token(s, &admin_token));
+        let project = key.map_or(auth::DEFAULT_PROJECT, auth::project_hint);
+        let mut keys: Vec<String> = ahead.keys.iter().map(|k| format!("{}{k}", auth::project_prefix(project))).collect();
+        keys.extend(key.map(|k| key_record_key(&key_hash(k))));
+        let mut values = match keys.len() {
+            0 => Vec::new(),
+            1 => vec![store.get(&keys[0]).map_err(unavailable)?],
+            // Only the endpoint's keys may come back cut, never the record.
+            _ => store.get_many_heads(&keys, ahead.heads.min(ahead.keys.len()), ahead.bytes).map_err(unavailable)?,
+        };
+        let record = match key {
+            Some(_) => values.pop().flatten().and_then(|bytes| serde_json::from_slice::<KeyRecord>(&bytes).ok()),
+            None => None,
         };
         let principal = authorize(mode, secret.as_deref(), &admin_token, record, needed)?;
-        Ok::<_, ApiError>((principal, store))
+        let mut store = Scoped::new(store, principal.key_prefix());
+        if principal.project != project && !ahead.keys.is_empty() {
+            // The hint was wrong (a key from before hints, or a made-up one): read again.
+            values = store.get_many_heads(&ahead.keys, ahead.heads, ahead.bytes).map_err(unavailable)?;
+        }
+        Ok::<_, ApiError>((principal, store, values))
     })();
-    let (principal, store) = principal_and_store.map_err(early)?;
+    let (principal, store, values) = let_in.map_err(early)?;
     let mut cors = Vec::new();
     if let Some(origin) = &origin {
         let configured = configured_origins().map_err(early)?;
@@ -120,8 +148,7 @@ pub fn admit(request: &Request, allow: &[&str], needed: Scope) -> Result<Admitte
         }
         cors = cors_headers(origin);
     }
-    let prefix = principal.key_prefix();
-    Ok(Admitted { principal, store: Scoped::new(store, prefix), cors })
+    Ok((Admitted { principal, store, cors }, values))
 }
 
 fn cors_headers(origin: &str) -> Vec<(&'static str, String)> {
