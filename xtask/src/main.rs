@@ -1,8 +1,11 @@
 //! Project tasks, run as `cargo xtask <task>`: everything a newcomer needs,
-//! with nothing to install beyond the Rust toolchain.
+//! with nothing to install by hand beyond the Rust toolchain (`test` installs
+//! the Debian packages its tests need, or says which to install).
 //!
 //! - `up [ARGS]`: build the components and the host, then serve `spin.toml`.
-//! - `test [ARGS]`: build the components, then run every test, the deployment files' check and the OpenAPI document's check against the live API.
+//! - `test [ARGS]`: check the machine has what the tests need (installing it when running as root or with
+//!   passwordless sudo, see [`prerequisites`]), build the components, then run every test, the deployment
+//!   files' check and the OpenAPI document's check against the live API.
 //! - `build`: build the components and test fixtures (`wasm32-wasip2`, release).
 //! - `bench [--quick]`: build everything in release mode, then run `bench/` (results in `bench/results/`);
 //!   `bench --crash [N]`: the crash-recovery test with N crash points per store kind (default 40).
@@ -11,6 +14,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+
+mod prerequisites;
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 
@@ -45,12 +50,7 @@ fn run(mut command: Command) -> Result<(), String> {
 
 /// Installs the WebAssembly target with rustup when it is missing.
 fn ensure_wasm_target() -> Result<(), String> {
-    let installed = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == WASM_TARGET))
-        .unwrap_or(false);
-    if installed {
+    if prerequisites::wasm_target_installed(WASM_TARGET) {
         return Ok(());
     }
     eprintln!("installing the {WASM_TARGET} target with rustup");
@@ -128,6 +128,8 @@ fn become_process(command: Command) -> Result<(), String> {
 }
 
 fn test(args: &[String]) -> Result<(), String> {
+    // Before any build: a missing tool should cost seconds, not a build and a test run.
+    prerequisites::ensure(WASM_TARGET)?;
     build_components()?;
     // Tests that start hosts as processes (replicas, logs, the CLI's import)
     // need the binary; the ecosystem check runs the CLI's.
