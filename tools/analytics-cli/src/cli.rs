@@ -10,6 +10,7 @@ use crate::export_files::ExportFormat;
 use crate::input::Format;
 use crate::mapping::Mapping;
 use crate::timestamps::{TimestampFormat, Zone};
+use crate::type_names::TypeRule;
 
 #[derive(Debug, Parser)]
 #[command(name = "analytics-cli", version, about = "Tools for the Resilient Analytics API")]
@@ -116,6 +117,13 @@ pub struct ColumnArgs {
     #[arg(long, value_name = "PREFIX")]
     pub type_prefix: Option<String>,
 
+    /// Refuse rows whose type cell (or a value column whose name) is not a
+    /// valid type, instead of making it one (`Fossil Fuels` -> `Fossil_Fuels`:
+    /// each run of other characters becomes `_`, dropped at either end; cut
+    /// to 100 characters; a name with nothing left is refused either way).
+    #[arg(long)]
+    pub strict_types: bool,
+
     /// The column holding the user id.
     #[arg(long, value_name = "NAME")]
     pub user_column: Option<String>,
@@ -132,6 +140,7 @@ pub struct ColumnArgs {
 }
 
 impl ColumnArgs {
+    /// The options as a [`Mapping`].
     pub fn mapping(&self) -> Mapping {
         Mapping {
             timestamp_column: self.timestamp_column.clone(),
@@ -147,6 +156,7 @@ impl ColumnArgs {
                 .property_columns
                 .as_ref()
                 .map(|columns| columns.iter().map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect()),
+            type_rule: if self.strict_types { TypeRule::Strict } else { TypeRule::Normalize },
         }
     }
 }
@@ -174,7 +184,8 @@ pub struct ExportArgs {
     #[arg(long, value_name = "INSTANT")]
     pub from: Option<String>,
 
-    /// Metrics before this instant (default: when the export started).
+    /// Metrics before this instant (default: every one, those dated in the
+    /// future too; the bound is the end of year 9998).
     #[arg(long, value_name = "INSTANT")]
     pub to: Option<String>,
 

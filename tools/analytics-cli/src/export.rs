@@ -6,12 +6,38 @@
 //! cuts the spool back to its last checkpoint and goes on from that cursor.
 //! When the walk is done the spool becomes the output in the chosen format
 //! (see [`crate::export_files`]) and both are removed. Memory holds one page.
+//!
+//! # What an export holds
+//!
+//! Metrics with `from <= timestamp < to`. Without `--to` the bound is the
+//! latest instant the API's queries take ([`END_OF_TIME`], the end of year
+//! 9998), not the time the export started: the API accepts timestamps up to
+//! `max_clock_skew_seconds` (at most 365 days) ahead of its clock, and an
+//! export run as a backup must hold those too. Without `--from`, from 1970.
+//!
+//! While metrics keep arriving, the export is consistent in this sense:
+//!
+//! - every metric acknowledged by the API before the export started (its
+//!   first run, for a resumed one) is in it exactly once, unless it was
+//!   erased or passed `raw_retention_days` before its page was read (the
+//!   list API no longer returns those; summaries still count them);
+//! - a metric acknowledged while the export runs may be in it or not: it is
+//!   when the walk (newest timestamp first, type by type) has not passed its
+//!   place yet and its type had metrics when the export started;
+//! - no metric is in it twice, across interruptions too: each page starts
+//!   strictly after the previous page's last `(timestamp, id)` (the list
+//!   API's cursor), and a resumed run cuts the spool back to the checkpoint
+//!   that saved that cursor.
+//!
+//! The bound and the types to walk are fixed when an export starts and saved
+//! in the checkpoint, so a resumed export walks the same set.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
+use analytics_core::time::{format_timestamp, parse_instant};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -24,6 +50,18 @@ use crate::transport::{Fetch, Response};
 
 /// Metrics a page holds at most (the list API's own limit).
 pub const MAX_PAGE: u16 = 1_000;
+
+/// The upper bound of an export without `--to`: the latest instant the
+/// list, summary and top-types endpoints all take (year 9998's last
+/// millisecond), far past any timestamp the API accepts (its clock plus
+/// `max_clock_skew_seconds`, at most 365 days).
+pub const END_OF_TIME: &str = "9998-12-31T23:59:59.999Z";
+
+/// `--from` / `--to` as the list API takes them: RFC 3339 or Unix seconds
+/// (which the list API itself does not read) in, RFC 3339 out.
+pub fn instant(text: &str) -> Result<String, String> {
+    parse_instant(text).map(format_timestamp)
+}
 
 /// What to export, and where.
 #[derive(Debug, Clone)]
@@ -49,8 +87,9 @@ pub struct Walk {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Checkpoint {
     walk: Walk,
-    /// `to`, or the time the export started: metrics stored later are not
-    /// part of it, so a resumed walk sees the same set.
+    /// `to`, or [`END_OF_TIME`]: saved so that a resumed walk has the same
+    /// bound as the run that started it (one started by an older version
+    /// saved its start time here, and keeps it).
     until: String,
     /// The types walked one after the other: the walk's own, or every type
     /// with metrics in the window as the API named them when the export
@@ -236,11 +275,6 @@ fn partial_path(output: &Path, extension: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn now_rfc3339() -> String {
-    let ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
-}
-
 fn save(checkpoint: &Checkpoint, path: &Path) -> anyhow::Result<()> {
     let temporary = partial_path(path, "tmp");
     fs::write(&temporary, serde_json::to_vec(checkpoint)?).with_context(|| format!("writing {}", temporary.display()))?;
@@ -272,7 +306,8 @@ fn resume_or_start(
             )),
         }
     }
-    let until = options.walk.to.clone().unwrap_or_else(now_rfc3339);
+    // Not "now": metrics dated up to max_clock_skew_seconds ahead are stored too.
+    let until = options.walk.to.clone().unwrap_or_else(|| END_OF_TIME.to_string());
     let checkpoint = Checkpoint {
         walk: options.walk.clone(),
         types: parts(source, &options.walk, &until),
@@ -376,9 +411,13 @@ mod tests {
             }
             let query: BTreeMap<String, String> = form_urlencoded::parse(path.split_once('?').unwrap_or_default().1.as_bytes()).into_owned().collect();
             let limit: usize = query.get("limit").map_or(0, |l| l.parse().unwrap());
+            // `from <= timestamp < to`, as the API has it.
+            let bound = |name: &str| query.get(name).map(|t| parse_instant(t).unwrap());
+            let (from, to) = (bound("from").unwrap_or(i64::MIN), bound("to").unwrap_or(i64::MAX));
+            let within = |m: &&Value| (from..to).contains(&parse_instant(m["timestamp"].as_str().unwrap()).unwrap());
             if path.starts_with("/api/stats/top-types?") {
                 let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-                for m in &self.metrics {
+                for m in self.metrics.iter().filter(within) {
                     *counts.entry(m["type"].as_str().unwrap().to_string()).or_default() += 1;
                 }
                 let types: Vec<Value> =
@@ -388,7 +427,8 @@ mod tests {
             if !path.starts_with("/api/metrics/list?") {
                 return Ok(Response { status: 404, retry_after: None, next_cursor: None, body: Vec::new() });
             }
-            let of_type: Vec<&Value> = self.metrics.iter().filter(|m| query.get("type").is_none_or(|t| m["type"] == t.as_str())).collect();
+            let of_type: Vec<&Value> =
+                self.metrics.iter().filter(within).filter(|m| query.get("type").is_none_or(|t| m["type"] == t.as_str())).collect();
             let after = query.get("cursor").map(|c| of_type.iter().position(|m| m["id"] == c.as_str()).unwrap() + 1).unwrap_or(0);
             let page: Vec<Value> = of_type.iter().skip(after).take(limit).map(|m| (*m).clone()).collect();
             let next = (after + limit < of_type.len()).then(|| page.last().unwrap()["id"].as_str().unwrap().to_string());
@@ -496,6 +536,39 @@ mod tests {
         assert_eq!(summary.rows, 300);
         let requests = list.requests.lock().unwrap();
         assert!(requests.iter().filter(|r| r.starts_with("/api/metrics/list?")).all(|r| !r.contains("type=")), "{requests:?}");
+    }
+
+    #[test]
+    fn without_to_the_walk_reaches_past_any_timestamp_the_api_accepts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = options(dir.path());
+        options.walk = Walk { types: Vec::new(), from: None, to: None };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+        let mut list = FakeList::of_types(6, 2);
+        // Newest first: 365 days ahead (the most max_clock_skew_seconds allows), 100 s ahead, now, years ago.
+        let ahead = [365 * 86_400_000, 100_000, 0, -10 * 365 * 86_400_000, -20 * 365 * 86_400_000, -30 * 365 * 86_400_000];
+        for (m, offset) in list.metrics.iter_mut().zip(ahead) {
+            m["timestamp"] = serde_json::json!(format_timestamp(now + offset));
+        }
+        let summary = run(&options, &list, &mut Progress::Hidden).unwrap();
+        assert_eq!(summary.rows, 6, "every metric, future-dated ones too");
+        let mut ids = ids(&options.output);
+        ids.sort();
+        assert_eq!(ids, (0..6).map(|i| format!("m{i:05}")).collect::<Vec<_>>());
+        let requests = list.requests.lock().unwrap();
+        assert!(requests.iter().all(|r| r.contains("to=9998-12-31T23%3A59%3A59.999Z")), "{requests:?}");
+    }
+
+    #[test]
+    fn the_bound_without_to_is_the_latest_the_api_takes_and_instants_become_rfc_3339() {
+        assert_eq!(END_OF_TIME, format_timestamp(analytics_core::time::LATEST_QUERY_MS));
+        // The list API reads its bounds as timestamps, the others as instants: both take it.
+        assert!(analytics_core::time::parse_timestamp(END_OF_TIME).is_ok() && parse_instant(END_OF_TIME).is_ok());
+        assert_eq!(instant("1767225600").unwrap(), "2026-01-01T00:00:00Z");
+        assert_eq!(instant("1767225600.5").unwrap(), "2026-01-01T00:00:00.500Z");
+        assert_eq!(instant("2026-01-01T01:00:00+01:00").unwrap(), "2026-01-01T00:00:00Z");
+        assert!(instant("yesterday").is_err());
+        assert!(instant("9999-06-01T00:00:00Z").is_err());
     }
 
     #[test]

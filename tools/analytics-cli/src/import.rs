@@ -52,6 +52,8 @@ pub struct Summary {
     pub in_progress_resends: u64,
     /// The report, when this run wrote one.
     pub report: Option<PathBuf>,
+    /// Names from the file that were made into types, in a line (see [`crate::type_names`]).
+    pub renamed_types: Option<String>,
     /// Why the import stopped early.
     pub fatal: Option<String>,
 }
@@ -94,8 +96,9 @@ impl Summary {
 
 enum Event {
     Batch(Result<Outcome, SendError>),
-    /// The reader is done: how many batches it made, or why it stopped.
-    ReadDone(Result<u64, InputError>),
+    /// The reader is done: how many batches it made, or why it stopped;
+    /// and the names it made into types, in a line.
+    ReadDone(Result<u64, InputError>, Option<String>),
 }
 
 /// Opens the file and checks its header (errors here are fatal before anything is sent).
@@ -129,7 +132,9 @@ pub const DRY_RUN_METRICS: u64 = 10;
 pub const DRY_RUN_REFUSALS: u64 = 100;
 
 /// Reads the whole file as the import would and writes to `out` the first
-/// metrics it makes and the rows it would refuse (line, column, why); sends nothing.
+/// metrics it makes, the rows it would refuse (line, column, why) and every
+/// name from the file it made into a type (up to [`crate::type_names::Renames::LIMIT`]);
+/// sends nothing.
 pub fn dry_run(options: &Options, out: &mut dyn std::io::Write) -> anyhow::Result<DryRun> {
     let (mut rows, _) = open(options)?;
     let mut found = DryRun::default();
@@ -158,6 +163,9 @@ pub fn dry_run(options: &Options, out: &mut dyn std::io::Write) -> anyhow::Resul
     }
     if found.refused > DRY_RUN_REFUSALS {
         writeln!(out, "... and {} more refused", found.refused - DRY_RUN_REFUSALS)?;
+    }
+    for line in rows.renames().map(|r| r.listing()).unwrap_or_default() {
+        writeln!(out, "{line}")?;
     }
     Ok(found)
 }
@@ -218,7 +226,8 @@ pub fn run(options: &Options, transport: &dyn Transport, progress: &mut Progress
                     made += 1;
                 }
             };
-            let _ = reader_events.send(Event::ReadDone(result));
+            let renamed = rows.renames().and_then(|r| r.brief());
+            let _ = reader_events.send(Event::ReadDone(result, renamed));
         });
 
         let log: &(dyn Fn(String) + Sync) = &*log;
@@ -260,8 +269,13 @@ pub fn run(options: &Options, transport: &dyn Transport, progress: &mut Progress
                 }
                 Ok(Event::Batch(Err(SendError::Fatal(message)))) => fail(&mut summary, message),
                 Ok(Event::Batch(Err(SendError::Aborted))) => {}
-                Ok(Event::ReadDone(Ok(made))) => batches = Some(made),
-                Ok(Event::ReadDone(Err(e))) => fail(&mut summary, format!("{}: {e}", options.file.display())),
+                Ok(Event::ReadDone(read, renamed)) => {
+                    summary.renamed_types = renamed;
+                    match read {
+                        Ok(made) => batches = Some(made),
+                        Err(e) => fail(&mut summary, format!("{}: {e}", options.file.display())),
+                    }
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     // Every thread is gone: normal only once every batch is in.
@@ -411,6 +425,51 @@ mod tests {
         assert!(summary.line().starts_with("read 3 rows as 6 metrics: 5 accepted, 0 duplicates, 1 rejected"), "{}", summary.line());
         let types: Vec<String> = server.requests().iter().flat_map(|r| r.items()).map(|m| m["type"].as_str().unwrap().to_string()).collect();
         assert_eq!(types, ["temp", "wind", "temp", "temp", "wind"]);
+    }
+
+    #[test]
+    fn names_made_into_types_are_listed_by_the_dry_run_and_named_after_an_import() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("iowa.csv");
+        std::fs::write(
+            &path,
+            "year,source,net_generation\n2001-01-01,Fossil Fuels,35361\n2001-01-01,Nuclear Energy,3853\n\
+             2001-01-01,Renewables,1437\n2002-01-01,Fossil Fuels,35991\n2002-01-01,%,1\n",
+        )
+        .unwrap();
+        let mapping = Mapping {
+            timestamp_column: Some("year".into()),
+            timestamp_format: Some("%Y-%m-%d".parse().unwrap()),
+            value_columns: vec!["net_generation".into()],
+            type_column: Some("source".into()),
+            ..Mapping::default()
+        };
+        let options = Options { file: path.clone(), format: None, mapping, batch_size: 10, concurrency: 1, report: None, policy: fast() };
+        let mut out = Vec::new();
+        let found = dry_run(&options, &mut out).unwrap();
+        assert_eq!(found, DryRun { rows: 5, metrics: 4, refused: 1 });
+        let text = String::from_utf8(out).unwrap();
+        let tail: Vec<&str> = text.lines().skip(4).collect();
+        assert_eq!(
+            tail,
+            [
+                "line 6: refused: column `source`: `%` has no letter, digit, '_', '.' or '-' to make a type of",
+                "types made from column `source` (2 names changed; --strict-types refuses them instead):",
+                "  `Fossil Fuels` -> `Fossil_Fuels`",
+                "  `Nuclear Energy` -> `Nuclear_Energy`",
+            ],
+            "{text}"
+        );
+
+        let server = FakeServer::start(vec![]);
+        let transport = Http::new(&server.url(), Duration::from_secs(5)).unwrap();
+        let summary = run(&options, &transport, &mut Progress::Hidden).unwrap();
+        assert_eq!((summary.accepted, summary.rejected), (4, 1));
+        let types: Vec<String> = server.requests().iter().flat_map(|r| r.items()).map(|m| m["type"].as_str().unwrap().to_string()).collect();
+        assert_eq!(types, ["Fossil_Fuels", "Nuclear_Energy", "Renewables", "Fossil_Fuels"]);
+        assert!(summary.renamed_types.as_deref().unwrap().starts_with("types made from column `source`: 2 name(s) changed"), "{:?}", summary.renamed_types);
+        let report = std::fs::read_to_string(summary.report.unwrap()).unwrap();
+        assert_eq!(report.lines().nth(1), Some("6,invalid_csv,\"column `source`: `%` has no letter, digit, '_', '.' or '-' to make a type of\","));
     }
 
     #[test]

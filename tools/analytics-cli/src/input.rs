@@ -16,6 +16,7 @@ use serde_json::{Number, Value};
 use crate::id;
 use crate::mapping::{CsvLayout, Mapping, MappingError};
 use crate::reply::Rejection;
+use crate::type_names::Renames;
 
 /// Error code of rows refused before sending (the server's codes are otherwise used).
 pub const INVALID_CSV: &str = "invalid_csv";
@@ -46,7 +47,8 @@ pub enum InputError {
     Io(#[from] std::io::Error),
     #[error("reading the CSV file: {0}")]
     Csv(#[from] csv::Error),
-    #[error("{0}")]
+    // Transparent: the message is the mapping error's, said once (not again as its source).
+    #[error(transparent)]
     Mapping(#[from] MappingError),
     #[error("the column options (--timestamp-column and the others) apply to CSV files; an NDJSON line is sent as it is")]
     MappingForNdjson,
@@ -92,6 +94,11 @@ impl Row {
 /// A stream of rows.
 pub trait Rows {
     fn next_row(&mut self) -> Result<Option<Row>, InputError>;
+
+    /// The names from the file made into types so far (see [`crate::type_names`]).
+    fn renames(&self) -> Option<&Renames> {
+        None
+    }
 }
 
 // ---------------------------------------------------------------- CSV
@@ -141,6 +148,7 @@ pub struct CsvRows<R: Read> {
     record: csv::ByteRecord,
     /// Metrics of the last record not yet handed out (a wide row makes several).
     ready: VecDeque<Row>,
+    renames: Renames,
 }
 
 impl<R: Read> CsvRows<R> {
@@ -156,7 +164,8 @@ impl<R: Read> CsvRows<R> {
         let names: Vec<&str> =
             header.iter().map(std::str::from_utf8).collect::<Result<_, _>>().map_err(|_| InputError::HeaderNotUtf8)?;
         let layout = CsvLayout::new(&names, mapping)?;
-        Ok(CsvRows { reader, lines, layout, record: csv::ByteRecord::new(), ready: VecDeque::new() })
+        let renames = layout.renames();
+        Ok(CsvRows { reader, lines, layout, record: csv::ByteRecord::new(), ready: VecDeque::new(), renames })
     }
 }
 
@@ -172,9 +181,13 @@ impl<R: Read> Rows for CsvRows<R> {
                 Err(_) => 0,
             };
             let fields: Vec<&[u8]> = self.record.iter().collect();
-            self.ready.extend(self.layout.convert(line, &fields));
+            self.ready.extend(self.layout.convert(line, &fields, &mut self.renames));
         }
         Ok(self.ready.pop_front())
+    }
+
+    fn renames(&self) -> Option<&Renames> {
+        Some(&self.renames)
     }
 }
 

@@ -3,7 +3,7 @@
 //! metrics to Parquet, NDJSON or CSV through `GET /api/metrics/list`.
 //!
 //! The parts that decide things are plain functions (`input`, `mapping`,
-//! `timestamps`, `id`, `batch`, `reply`, `retry`); `sender`, `import` and
+//! `timestamps`, `type_names`, `id`, `batch`, `reply`, `retry`); `sender`, `import` and
 //! `export` are the loops around them, `export_files` writes the files and
 //! `transport` makes the HTTP calls.
 
@@ -22,6 +22,7 @@ pub mod retry;
 pub mod sender;
 pub mod timestamps;
 pub mod transport;
+pub mod type_names;
 
 #[cfg(test)]
 mod fake_server;

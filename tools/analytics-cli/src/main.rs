@@ -54,6 +54,9 @@ fn run_import(args: ImportArgs) -> ExitCode {
         Err(e) => return fatal(format!("{e:#}")),
     };
     println!("{}", summary.line());
+    if let Some(renamed) = &summary.renamed_types {
+        println!("{renamed}");
+    }
     match &summary.report {
         Some(report) => println!("rejected rows: {}", report.display()),
         None => {
@@ -89,10 +92,16 @@ fn run_export(args: ExportArgs) -> ExitCode {
         Ok(t) => t.with_api_key(args.api_key.clone()),
         Err(message) => return fatal(message),
     };
+    // The list API reads its bounds as RFC 3339 only; --from/--to also take Unix seconds.
+    let bound = |name: &str, given: Option<String>| given.map(|t| export::instant(&t).map_err(|e| format!("--{name}: {e}"))).transpose();
+    let (from, to) = match (bound("from", args.from), bound("to", args.to)) {
+        (Ok(from), Ok(to)) => (from, to),
+        (Err(message), _) | (_, Err(message)) => return fatal(message),
+    };
     let options = ExportOptions {
         output: args.output,
         format: args.format,
-        walk: Walk { types: args.types, from: args.from, to: args.to },
+        walk: Walk { types: args.types, from, to },
         page_size: args.page_size,
         policy: Policy::default(),
     };

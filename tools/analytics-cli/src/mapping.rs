@@ -7,7 +7,8 @@
 //! (several value columns) into one metric per value column.
 //!
 //! The CLI checks the cells it converts (values must be numbers; timestamps
-//! must match `--timestamp-format`), naming the column; the server judges the rest.
+//! must match `--timestamp-format`; types are made valid, see
+//! [`crate::type_names`]), naming the column; the server judges the rest.
 
 use analytics_core::metric::validate_type;
 use serde_json::{Map, Value};
@@ -16,6 +17,7 @@ use crate::id;
 use crate::input::{number, typed, InputError, Item, Row, INVALID_CSV};
 use crate::reply::Rejection;
 use crate::timestamps::{self, TimestampFormat, Zone};
+use crate::type_names::{self, Renames, TypeNameError, TypeRule};
 
 /// The column options of `import`, as given.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -32,12 +34,15 @@ pub struct Mapping {
     pub id_column: Option<String>,
     /// `None`: every column not otherwise used.
     pub property_columns: Option<Vec<String>>,
+    /// How names from the file (type cells, value column names) become types.
+    pub type_rule: TypeRule,
 }
 
 impl Mapping {
-    /// Whether any option differs from the default layout.
+    /// Whether any column option differs from the default layout (the type
+    /// rule is not one: it has nothing to act on in an NDJSON file).
     pub fn is_default(&self) -> bool {
-        *self == Mapping::default()
+        Mapping { type_rule: TypeRule::default(), ..self.clone() } == Mapping::default()
     }
 }
 
@@ -48,8 +53,14 @@ pub enum MappingError {
     ConstantTypeForManyColumns(usize),
     #[error("--type-column gives each row one type, but {0} value columns each make their own type (drop --type-column, and use --type-prefix to name them)")]
     TypeColumnForManyColumns(usize),
-    #[error("the type `{metric_type}`{} {message}{}", .column.as_ref().map(|c| format!(" (from column `{c}`)")).unwrap_or_default(), if .column.is_some() { "; give --type-prefix, or rename the column" } else { "" })]
-    BadType { metric_type: String, column: Option<String>, message: String },
+    #[error("the type `{metric_type}` {message}")]
+    BadType { metric_type: String, message: String },
+    #[error("value column `{column}`: {error}; rename the column{}", if matches!(.error, TypeNameError::Invalid { .. }) { ", or drop --strict-types" } else { "" })]
+    ColumnType { column: String, error: TypeNameError },
+    #[error(transparent)]
+    Prefix(TypeNameError),
+    #[error("value columns `{first}` and `{second}` would both make the type `{metric_type}`: rename one of them")]
+    SameType { first: String, second: String, metric_type: String },
     #[error("column `{0}` is used twice (as {1} and as {2})")]
     ColumnUsedTwice(String, &'static str, &'static str),
 }
@@ -78,6 +89,9 @@ pub struct CsvLayout {
     values: Vec<ValueColumn>,
     type_source: TypeSource,
     type_prefix: String,
+    type_rule: TypeRule,
+    /// Value column names the rule changed (a wide file's types), for the dry run.
+    renamed_columns: Renames,
     id: Option<usize>,
     user_id: Option<usize>,
     /// Each a key of `properties`; a `properties` column holding a JSON object is merged in.
@@ -126,22 +140,33 @@ impl CsvLayout {
         let index = |name: &str| find(name).unwrap_or_default();
 
         let prefix = mapping.type_prefix.clone().unwrap_or_default();
-        let check_type = |metric_type: String, column: Option<&str>| -> Result<String, InputError> {
-            validate_type(&metric_type)
-                .map(|()| metric_type.clone())
-                .map_err(|message| MappingError::BadType { metric_type, column: column.map(str::to_string), message }.into())
-        };
-        let values = value_names
-            .iter()
-            .map(|name| {
-                let metric_type = match (&mapping.metric_type, &type_name) {
-                    (Some(constant), _) => Some(check_type(format!("{prefix}{constant}"), None)?),
-                    (None, None) => Some(check_type(format!("{prefix}{name}"), Some(name))?),
-                    (None, Some(_)) => None,
-                };
-                Ok(ValueColumn { index: index(name), metric_type })
-            })
-            .collect::<Result<Vec<_>, InputError>>()?;
+        type_names::check_prefix(&prefix).map_err(MappingError::Prefix)?;
+        let mut renamed_columns = Renames::new("value column names");
+        let mut values = Vec::with_capacity(value_names.len());
+        for name in &value_names {
+            let metric_type = match (&mapping.metric_type, &type_name) {
+                // A type written in the options is used as it is: fixing it silently would hide a typo.
+                (Some(constant), _) => {
+                    let metric_type = format!("{prefix}{constant}");
+                    validate_type(&metric_type).map_err(|message| MappingError::BadType { metric_type: metric_type.clone(), message })?;
+                    Some(metric_type)
+                }
+                (None, None) => {
+                    let metric_type = type_names::make_type(&prefix, name, mapping.type_rule)
+                        .map_err(|error| MappingError::ColumnType { column: name.clone(), error })?;
+                    if type_names::changed(&prefix, name, &metric_type) {
+                        renamed_columns.note(name, &metric_type);
+                    }
+                    // Two columns of one type would mix their series (and their given ids).
+                    if let Some(k) = values.iter().position(|v: &ValueColumn| v.metric_type.as_ref() == Some(&metric_type)) {
+                        return Err(MappingError::SameType { first: value_names[k].clone(), second: name.clone(), metric_type }.into());
+                    }
+                    Some(metric_type)
+                }
+                (None, Some(_)) => None,
+            };
+            values.push(ValueColumn { index: index(name), metric_type });
+        }
 
         let mut used: Vec<(&str, &'static str)> = vec![(timestamp_name.as_str(), "the timestamp")];
         used.extend(value_names.iter().map(|n| (n.as_str(), "a value")));
@@ -174,6 +199,8 @@ impl CsvLayout {
                 None => TypeSource::Fixed,
             },
             type_prefix: prefix,
+            type_rule: mapping.type_rule,
+            renamed_columns,
             id: id_name.as_deref().map(index),
             user_id: user_name.as_deref().map(index),
             properties,
@@ -181,9 +208,19 @@ impl CsvLayout {
         })
     }
 
+    /// A fresh record of the type cells the rule changes, for [`CsvLayout::convert`]
+    /// (with the value column names it changed already in, for a wide file).
+    pub fn renames(&self) -> Renames {
+        match self.type_source {
+            TypeSource::Column(i) => Renames::new(format!("column `{}`", self.names[i])),
+            TypeSource::Fixed => self.renamed_columns.clone(),
+        }
+    }
+
     /// The metric objects of one record at `line` (one per value column), or
-    /// the reasons it cannot be sent, naming the column.
-    pub fn convert(&self, line: u64, fields: &[&[u8]]) -> Vec<Row> {
+    /// the reasons it cannot be sent, naming the column. A type cell the rule
+    /// changed is noted in `renames`.
+    pub fn convert(&self, line: u64, fields: &[&[u8]], renames: &mut Renames) -> Vec<Row> {
         let reject = |message: String| vec![Row::Rejected(line, Rejection::new(INVALID_CSV, message))];
         if fields.len() != self.names.len() {
             return reject(format!("the row has {} fields, the header has {}", fields.len(), self.names.len()));
@@ -208,7 +245,16 @@ impl CsvLayout {
         }
         if let TypeSource::Column(i) = self.type_source {
             if let Some(text) = cell(i) {
-                shared.insert("type".into(), Value::String(format!("{}{}", self.type_prefix, text.trim())));
+                let name = text.trim();
+                match type_names::make_type(&self.type_prefix, name, self.type_rule) {
+                    Ok(metric_type) => {
+                        if type_names::changed(&self.type_prefix, name, &metric_type) {
+                            renames.note(name, &metric_type);
+                        }
+                        shared.insert("type".into(), Value::String(metric_type));
+                    }
+                    Err(e) => return reject(format!("column `{}`: {e}", column(i))),
+                }
             }
         }
         if let Some(text) = self.user_id.and_then(cell) {
@@ -307,9 +353,13 @@ mod tests {
     }
 
     fn metrics(layout: &CsvLayout, line: u64, record: &str) -> Vec<Result<Value, String>> {
+        metrics_noting(layout, line, record, &mut layout.renames())
+    }
+
+    fn metrics_noting(layout: &CsvLayout, line: u64, record: &str, renames: &mut Renames) -> Vec<Result<Value, String>> {
         let fields: Vec<&[u8]> = record.split(',').map(str::as_bytes).collect();
         layout
-            .convert(line, &fields)
+            .convert(line, &fields, renames)
             .into_iter()
             .map(|row| match row {
                 Row::Item(item) => {
@@ -401,6 +451,71 @@ mod tests {
     }
 
     #[test]
+    fn type_cells_are_made_into_types_and_each_change_is_noted() {
+        let mapping = Mapping {
+            timestamp_column: Some("year".into()),
+            timestamp_format: Some("%Y-%m-%d".parse().unwrap()),
+            value_columns: vec!["net_generation".into()],
+            type_column: Some("source".into()),
+            type_prefix: Some("iowa.".into()),
+            ..Mapping::default()
+        };
+        let loose = layout("year,source,net_generation", &mapping).unwrap();
+        let strict = layout("year,source,net_generation", &Mapping { type_rule: TypeRule::Strict, ..mapping }).unwrap();
+        let layout = loose;
+        let mut renames = layout.renames();
+        let types = |record: &str, renames: &mut Renames| -> Result<Value, String> {
+            metrics_noting(&layout, 2, record, renames).remove(0).map(|m| m["type"].clone())
+        };
+        assert_eq!(types("2001-01-01,Fossil Fuels,35361", &mut renames), Ok(json!("iowa.Fossil_Fuels")));
+        assert_eq!(types("2001-01-01, Nuclear Energy ,3853", &mut renames), Ok(json!("iowa.Nuclear_Energy")));
+        assert_eq!(types("2002-01-01,Fossil Fuels,35991", &mut renames), Ok(json!("iowa.Fossil_Fuels")));
+        assert_eq!(types("2001-01-01,Renewables,1437", &mut renames), Ok(json!("iowa.Renewables")));
+        assert_eq!(
+            types("2001-01-01,%,1", &mut renames),
+            Err("column `source`: `%` has no letter, digit, '_', '.' or '-' to make a type of".into())
+        );
+        let pairs: Vec<(&str, &str)> = renames.pairs().collect();
+        assert_eq!(pairs, [("Fossil Fuels", "iowa.Fossil_Fuels"), ("Nuclear Energy", "iowa.Nuclear_Energy")], "only changed names");
+        assert_eq!(renames.origin, "column `source`");
+
+        // The ids come from the cells as written, so --strict-types does not change them.
+        let made = metrics(&layout, 3, "2001-01-01,Fossil Fuels,35361").remove(0).unwrap();
+        assert_eq!(
+            metrics(&strict, 3, "2001-01-01,Fossil Fuels,35361"),
+            vec![Err("column `source`: the type `iowa.Fossil Fuels` may contain only letters, digits, '_', '.' and '-' \
+                      (without --strict-types it would be `iowa.Fossil_Fuels`)".into())]
+        );
+        let kept = metrics(&strict, 3, "2001-01-01,Renewables,1437").remove(0).unwrap();
+        assert_eq!(kept["type"], "iowa.Renewables");
+        let fields: [&[u8]; 3] = [b"2001-01-01", b"Fossil Fuels", b"35361"];
+        assert_eq!(made["id"], id::from_fields(3, fields.into_iter()), "the id is the cells' own");
+    }
+
+    #[test]
+    fn value_column_names_are_made_into_types_once_for_the_file() {
+        let mapping = Mapping {
+            value_columns: vec!["max temp".into(), "min temp (°C)".into(), "wind".into()],
+            type_prefix: Some("w.".into()),
+            id_column: Some("id".into()),
+            ..Mapping::default()
+        };
+        let wide = layout("timestamp,id,max temp,min temp (°C),wind", &mapping).unwrap();
+        let got: Vec<Value> = metrics(&wide, 2, "2026-01-01T00:00:00Z,r1,1,2,3").into_iter().map(Result::unwrap).collect();
+        let types: Vec<&str> = got.iter().map(|m| m["type"].as_str().unwrap()).collect();
+        assert_eq!(types, ["w.max_temp", "w.min_temp_C", "w.wind"]);
+        assert_eq!(got[0]["id"], "r1:w.max_temp", "a given id with the type as made");
+        let renames = wide.renames();
+        let pairs: Vec<(&str, &str)> = renames.pairs().collect();
+        assert_eq!(pairs, [("max temp", "w.max_temp"), ("min temp (°C)", "w.min_temp_C")]);
+        let same = Mapping { value_columns: vec!["a b".into(), "a/b".into()], type_prefix: Some("p.".into()), ..Mapping::default() };
+        assert_eq!(
+            layout("timestamp,a b,a/b", &same).unwrap_err().to_string(),
+            "value columns `a b` and `a/b` would both make the type `p.a_b`: rename one of them"
+        );
+    }
+
+    #[test]
     fn the_default_layout_is_what_it_always_was() {
         let layout = layout("timestamp,value,type,id,user_id,region,properties", &Mapping::default()).unwrap();
         let got = metrics(&layout, 2, r#"2026-11-30T10:00:00Z,85.5,cpu,c-1,u-1,eu,{"a":1}"#);
@@ -423,9 +538,23 @@ mod tests {
             .starts_with("--type gives every metric one type, but 2 value columns"));
         assert!(message("timestamp,a,b,k", Mapping { value_columns: two, type_column: Some("k".into()), ..Mapping::default() })
             .starts_with("--type-column gives each row one type"));
+        let strict = Mapping { value_columns: vec!["max temp".into(), "min".into()], type_rule: TypeRule::Strict, ..Mapping::default() };
         assert_eq!(
-            message("timestamp,max temp,min", Mapping { value_columns: vec!["max temp".into(), "min".into()], ..Mapping::default() }),
-            "the type `max temp` (from column `max temp`) may contain only letters, digits, '_', '.' and '-'; give --type-prefix, or rename the column"
+            message("timestamp,max temp,min", strict),
+            "value column `max temp`: the type `max temp` may contain only letters, digits, '_', '.' and '-' \
+             (without --strict-types it would be `max_temp`); rename the column, or drop --strict-types"
+        );
+        assert_eq!(
+            message("timestamp,%,min", Mapping { value_columns: vec!["%".into(), "min".into()], ..Mapping::default() }),
+            "value column `%`: `%` has no letter, digit, '_', '.' or '-' to make a type of; rename the column"
+        );
+        assert_eq!(
+            message("timestamp,value,k", Mapping { type_column: Some("k".into()), type_prefix: Some("my data.".into()), ..Mapping::default() }),
+            "--type-prefix `my data.` may contain only letters, digits, '_', '.' and '-'"
+        );
+        assert_eq!(
+            message("timestamp,value", Mapping { metric_type: Some("cpu usage".into()), ..Mapping::default() }),
+            "the type `cpu usage` may contain only letters, digits, '_', '.' and '-'"
         );
         assert_eq!(
             message("timestamp,value,type", Mapping { timestamp_column: Some("value".into()), ..Mapping::default() }),

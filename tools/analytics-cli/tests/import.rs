@@ -5,110 +5,18 @@
 //! again (nothing stored twice), and a third file is imported with the CLI
 //! killed after a second and run again (counts exact).
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use support::{rfc3339, Host};
 
 const ROWS: usize = 100_000;
 const TYPES: [&str; 4] = ["cpu_usage", "memory_usage", "disk_io", "net_rx"];
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// `<target>/release/spin-host`, `<target>` being `$CARGO_TARGET_DIR` or `<repo>/target`.
-fn host_binary() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"));
-    let path = target.join("release").join("spin-host");
-    assert!(
-        path.is_file(),
-        "{} is missing: build it with `cargo build --release -p spin-host` (same CARGO_TARGET_DIR), or run `cargo xtask test`",
-        path.display()
-    );
-    path
-}
-
-/// A `spin-host up` process on a free port, killed when dropped.
-struct Host {
-    child: Child,
-    url: String,
-    log: PathBuf,
-}
-
-impl Host {
-    fn start(state_dir: &Path, log: PathBuf) -> Host {
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-        let file = std::fs::File::create(&log).expect("host log");
-        let mut command = Command::new(host_binary());
-        command
-            .arg("up")
-            .arg("-f")
-            .arg(repo_root().join("spin.toml"))
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--quiet", "--redis", "embedded"])
-            .arg("--state-dir")
-            .arg(state_dir)
-            .args(["--variable", "rate_limit_requests=20", "--variable", "rate_limit_window_seconds=1"])
-            .args(["--variable", "external_service_latency_ms=0"])
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("log"))
-            .stderr(file);
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("SPIN_") {
-                command.env_remove(name);
-            }
-        }
-        let mut host = Host { child: command.spawn().expect("spawning spin-host"), url: format!("http://127.0.0.1:{port}"), log };
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Ok(Some(status)) = host.child.try_wait() {
-                panic!("spin-host exited with {status} while starting:\n{}", host.log_text());
-            }
-            if get(&format!("{}/", host.url)).is_some_and(|(status, _)| status == 200) {
-                return host;
-            }
-            assert!(Instant::now() < deadline, "spin-host did not answer in 120 s:\n{}", host.log_text());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// `count` of `GET /api/metrics/summary?type=<t>` (all time).
-    fn count(&self, metric_type: &str) -> u64 {
-        let url = format!("{}/api/metrics/summary?type={metric_type}", self.url);
-        let (status, body) = get(&url).unwrap_or_else(|| panic!("no answer from {url}"));
-        assert_eq!(status, 200, "{url}: {body}");
-        let json: serde_json::Value = serde_json::from_str(&body).expect("summary JSON");
-        json["count"].as_u64().unwrap_or_else(|| panic!("no count in {body}"))
-    }
-
-    fn counts(&self, types: &[String]) -> BTreeMap<String, u64> {
-        types.iter().map(|t| (t.clone(), self.count(t))).collect()
-    }
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn get(url: &str) -> Option<(u16, String)> {
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .new_agent();
-    let mut response = agent.get(url).call().ok()?;
-    let status = response.status().as_u16();
-    Some((status, response.body_mut().read_to_string().ok()?))
-}
 
 /// What a generated file should give.
 struct Expected {
@@ -134,21 +42,6 @@ impl Rng {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
-}
-
-/// RFC 3339 in UTC for Unix seconds (days to civil date: Howard Hinnant's algorithm).
-fn rfc3339(seconds: u64) -> String {
-    let (days, rest) = ((seconds / 86_400) as i64, seconds % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
 }
 
 /// `rows` rows over the last 7 days, types `<prefix><type>`, user ids and
@@ -335,4 +228,63 @@ fn a_file_without_the_required_columns_is_fatal() {
     assert!(stderr.contains("missing required columns: timestamp, type"), "{stderr}");
     let usage = cli(&file, "http://127.0.0.1:9", &["--batch-size", "5000"]).output().expect("running analytics-cli");
     assert_eq!(usage.status.code(), Some(2), "usage errors exit 2");
+}
+
+/// The shape of vega-datasets' `iowa-electricity.csv` (17 years of three
+/// sources, named with spaces), and one row whose source has no character a
+/// type may hold. Lines 2–18 are `Fossil Fuels`, 19–35 `Nuclear Energy`,
+/// 36–52 `Renewables`, 53 the bad one.
+fn iowa_like(path: &Path) {
+    let mut text = String::from("year,source,net_generation\n");
+    for (s, source) in ["Fossil Fuels", "Nuclear Energy", "Renewables"].iter().enumerate() {
+        for year in 2001..=2017 {
+            let _ = writeln!(text, "{year}-01-01,{source},{}", 1_000 * (s + 1) + year % 100);
+        }
+    }
+    text.push_str("2017-01-01,%%,1\n");
+    std::fs::write(path, text).expect("writing the CSV");
+}
+
+#[test]
+fn a_type_column_with_spaced_names_imports_under_the_types_the_rule_makes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).expect("state dir");
+    let host = Host::start(&state, dir.path().join("host.log"));
+    let file = dir.path().join("iowa.csv");
+    iowa_like(&file);
+    let mapping = ["--timestamp-column", "year", "--timestamp-format", "%Y-%m-%d", "--value-column", "net_generation"];
+    let mapping: Vec<&str> = mapping.into_iter().chain(["--type-column", "source", "--type-prefix", "iowa."]).collect();
+    let types: Vec<String> = ["iowa.Fossil_Fuels", "iowa.Nuclear_Energy", "iowa.Renewables"].map(String::from).to_vec();
+
+    // The dry run shows what each changed name becomes, and the row it refuses.
+    let mut dry = Command::new(env!("CARGO_BIN_EXE_analytics-cli"));
+    let dry = dry.arg("import").arg(&file).arg("--dry-run").args(&mapping).output().expect("running analytics-cli");
+    let stdout = String::from_utf8_lossy(&dry.stdout);
+    assert_eq!(dry.status.code(), Some(1), "{stdout}");
+    for expected in [
+        "line 53: refused: column `source`: `%%` has no letter, digit, '_', '.' or '-' to make a type of",
+        "types made from column `source` (2 names changed; --strict-types refuses them instead):",
+        "  `Fossil Fuels` -> `iowa.Fossil_Fuels`",
+        "  `Nuclear Energy` -> `iowa.Nuclear_Energy`",
+        "dry run: 52 rows make 51 metrics; 1 refused by the CLI",
+    ] {
+        assert!(stdout.contains(expected), "no `{expected}` in:\n{stdout}");
+    }
+    assert!(!stdout.contains("`Renewables` ->"), "a valid name is not listed as changed:\n{stdout}");
+
+    // --strict-types: as before the rule, the spaced names are refused (here, by the CLI).
+    let mut strict = mapping.clone();
+    strict.push("--strict-types");
+    let (code, refused) = run(&file, &host.url, &strict);
+    assert_eq!((code, refused.rows, refused.accepted, refused.rejected), (1, 52, 17, 35));
+    assert_eq!(report_lines(&file), (2..=35).chain([53]).collect());
+    assert_eq!(host.counts(&types), BTreeMap::from([(types[0].clone(), 0), (types[1].clone(), 0), (types[2].clone(), 17)]));
+
+    // By default every row with a name imports; the ids are the rows' own, so
+    // the 17 stored by the strict run are duplicates, not stored twice.
+    let (code, made) = run(&file, &host.url, &mapping);
+    assert_eq!((code, made.rows, made.accepted, made.duplicates, made.rejected), (1, 52, 34, 17, 1));
+    assert_eq!(report_lines(&file), BTreeSet::from([53]));
+    assert_eq!(host.counts(&types), types.iter().map(|t| (t.clone(), 17)).collect());
 }
