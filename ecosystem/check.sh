@@ -5,7 +5,10 @@
 #   1. generates a Python client (openapi-python-client) and TypeScript types
 #      (openapi-typescript, used through openapi-fetch) from the live
 #      /openapi.json and drives each through client.py / client.ts: keys,
-#      one metric, a batch, a summary and a series, typed;
+#      one metric, a batch, a summary and a series, typed, and a 400, 403,
+#      404, 409 and 422 caught as the one error type (`Error`); prints how
+#      many models the Python client has, and fails if any error response
+#      got a model of its own;
 #   2. imports two public data sets as they are published (vega-datasets'
 #      stocks.csv and seattle-weather.csv) with analytics-cli's column
 #      mapping, after a --dry-run of each and of a broken copy, and compares
@@ -106,6 +109,21 @@ fetch "$base/openapi.json" >"$state/openapi.json"
 echo "== 1. clients generated from the live /openapi.json"
 "$venv/bin/openapi-python-client" generate --path "$state/openapi.json" --meta none \
     --output-path "$state/python/analytics_client" >"$state/generate.log" 2>&1 || { cat "$state/generate.log" >&2; exit 1; }
+# One model per file (and __init__.py). Every error response is the one
+# `Error` schema, so none may have a per-operation copy such as
+# create_key_response_400.py (194 models when each pinned its `error` code).
+models="$state/python/analytics_client/models"
+model_count="$(find "$models" -maxdepth 1 -name '*.py' ! -name __init__.py | wc -l)"
+copies="$(find "$models" -maxdepth 1 -regextype posix-extended -regex '.*_response_[45][0-9]{2}(_.*)?\.py' -printf '%f\n' | sort)"
+for model in error.py error_code.py; do
+    [ -f "$models/$model" ] || { say "the Python client has no $model"; exit 1; }
+done
+if [ -n "$copies" ]; then
+    say "error responses with models of their own (each should be \$ref: '#/components/schemas/Error'):"
+    echo "$copies" >&2
+    exit 1
+fi
+echo "python client: $model_count models generated; every error response is the one model, Error (its code an ErrorCode)"
 "$venv/bin/python" "$here/client.py" "$state/python" "$base" "$admin_token" eco.python "$state/keys.json"
 ingest_key="$("$python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["ingest"])' "$state/keys.json")"
 read_key="$("$python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["read"])' "$state/keys.json")"
@@ -113,7 +131,7 @@ read_key="$("$python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["
 "$node_dir/node_modules/.bin/openapi-typescript" "$base/openapi.json" -o "$node_dir/api.d.ts" --silent
 cp "$here/client.ts" "$here/tsconfig.json" "$node_dir/"
 "$node_dir/node_modules/.bin/tsc" -p "$node_dir/tsconfig.json"
-node "$node_dir/out/client.js" "$base" "$ingest_key" "$read_key" eco.typescript
+node "$node_dir/out/client.js" "$base" "$ingest_key" "$read_key" "$admin_token" eco.typescript
 
 echo "== 2. public data sets imported with a column mapping"
 stocks=(--timestamp-column date --timestamp-format "%b %d %Y" --value-column price --type-column symbol --type-prefix stock.)

@@ -1,16 +1,24 @@
 // The API through openapi-fetch, typed by what openapi-typescript generates
 // from the live /openapi.json (ecosystem/check.sh writes it to api.d.ts):
-// one metric, a batch, a summary and a series, each answer checked.
+// one metric, a batch, a summary and a series, each answer checked; and a
+// 400, 403, 404, 409 and 422, each caught as the one error type,
+// `components["schemas"]["Error"]` (tsc fails if any call's `error` is
+// typed otherwise).
 //
-//   node client.js <base URL> <ingest key> <read key> <metric type>
+//   node client.js <base URL> <ingest key> <read key> <admin token> <metric type>
 import createClient from "openapi-fetch";
 import type { components, paths } from "./api.js";
 
 type NewMetric = components["schemas"]["NewMetric"];
+type ApiError = components["schemas"]["Error"];
+type ErrorCode = components["schemas"]["ErrorCode"];
 
-const [base, ingestKey, readKey, type] = process.argv.slice(2);
-if (!base || !ingestKey || !readKey || !type) {
-  throw new Error("usage: node client.js <base URL> <ingest key> <read key> <metric type>");
+// True only when A and B are the same type (not merely assignable).
+type Same<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
+
+const [base, ingestKey, readKey, adminToken, type] = process.argv.slice(2);
+if (!base || !ingestKey || !readKey || !adminToken || !type) {
+  throw new Error("usage: node client.js <base URL> <ingest key> <read key> <admin token> <metric type>");
 }
 
 function check(condition: unknown, what: string): asserts condition {
@@ -19,9 +27,17 @@ function check(condition: unknown, what: string): asserts condition {
   }
 }
 
+// An error answer's body, as the one type every operation's `error` has.
+function apiError(what: string, answer: { error?: ApiError; response: Response }, status: number, code: ErrorCode): ApiError {
+  check(answer.response.status === status, `${what} answered ${answer.response.status}, not ${status}`);
+  check(answer.error?.error === code, `${what}: ${JSON.stringify(answer.error)}, not \`${code}\``);
+  return answer.error;
+}
+
 // Keys travel either way the document names: bearer or X-API-Key.
 const writer = createClient<paths>({ baseUrl: base, headers: { Authorization: `Bearer ${ingestKey}` } });
 const reader = createClient<paths>({ baseUrl: base, headers: { "X-API-Key": readKey } });
+const admin = createClient<paths>({ baseUrl: base, headers: { Authorization: `Bearer ${adminToken}` } });
 
 const now = Date.now();
 const metric = (i: number, value: number): NewMetric => ({
@@ -43,9 +59,35 @@ check(again.response.status === 200 && again.data?.duplicate === true, `a re-pos
 const batch = await writer.POST("/api/metrics/batch", { body: Array.from({ length: 10 }, (_, i) => metric(i + 1, i + 1)) });
 check(batch.data?.accepted === 10 && batch.data.rejected.length === 0, `the batch: ${JSON.stringify(batch.data ?? batch.error)}`);
 
-// A read key may not write: the typed error says why.
+// Errors: whatever the operation and status, `error` is the one Error type.
 const refused = await reader.POST("/api/metrics", { body: metric(99, 1) });
-check(refused.response.status === 403 && refused.error?.error === "forbidden", `a read key's post: ${refused.response.status}`);
+const conflict = await writer.POST("/api/metrics", { body: metric(0, 3) });
+const backwards = await reader.GET("/api/metrics/summary", {
+  params: { query: { type, from: new Date(now).toISOString(), to: new Date(now - 3_600_000).toISOString() } },
+});
+const unknown = await admin.DELETE("/api/keys/{id}", { params: { path: { id: "key_0000000000000000" } } });
+const nothing = await writer.POST("/api/metrics/batch", { body: [metric(98, 1e16)] });
+const oneType: [
+  Same<NonNullable<typeof refused.error>, ApiError>,
+  Same<NonNullable<typeof conflict.error>, ApiError>,
+  Same<NonNullable<typeof backwards.error>, ApiError>,
+  Same<NonNullable<typeof unknown.error>, ApiError>,
+  Same<NonNullable<typeof nothing.error>, ApiError>,
+] = [true, true, true, true, true];
+check(oneType.every(Boolean), "the error types");
+const caught: ApiError[] = [
+  apiError("a read key's post", refused, 403, "forbidden"),
+  apiError("a different metric under a used id", conflict, 409, "id_conflict"),
+  apiError("a summary from now back to an hour ago", backwards, 400, "invalid_parameter"),
+  apiError("revoking a key that does not exist", unknown, 404, "not_found"),
+  apiError("a batch of one out-of-range metric", nothing, 422, "nothing_accepted"),
+];
+const statuses = [refused, conflict, backwards, unknown, nothing].map((answer) => answer.response.status);
+check(backwards.error?.details?.[0]?.field === "to", `the 400's details: ${JSON.stringify(backwards.error)}`);
+check(
+  nothing.error?.accepted === 0 && nothing.error.rejected?.length === 1 && nothing.error.rejected[0]?.error === "validation_failed",
+  `the batch's rejection: ${JSON.stringify(nothing.error)}`,
+);
 
 const summary = await reader.GET("/api/metrics/summary", { params: { query: { type } } });
 check(summary.data, `the summary: ${summary.response.status} ${JSON.stringify(summary.error)}`);
@@ -62,6 +104,6 @@ check(series.data.step_seconds === 60 && count === 11 && sum === 57.5, `the seri
 
 console.log(
   `typescript client: posted 1 metric (201, then 200 duplicate) and a batch of ${batch.data.accepted}; ` +
-    `a read key's post refused (403 ${refused.error.error}); summary count ${summary.data.count} sum ${summary.data.sum}; ` +
+    `errors caught as Error: ${caught.map((e, i) => `${statuses[i]} ${e.error}`).join(", ")}; summary count ${summary.data.count} sum ${summary.data.sum}; ` +
     `series ${points.length} points of ${series.data.step_seconds} s holding ${count}`,
 );
