@@ -109,4 +109,59 @@ async fn raw_metrics_past_the_retention_period_are_deleted_as_ingest_goes_on(bac
     assert_eq!(summary["count"], 4_000, "aggregates keep counting the deleted ones");
 }
 
-on_both_redis!(pages_through_everything_newest_first, bad_parameters_are_400s, raw_metrics_past_the_retention_period_are_deleted_as_ingest_goes_on);
+/// Every type's listing over many types, folded shards (batches fold the
+/// shard they fill) and metrics waiting in journals alike: each metric
+/// once, newest first, as the merge reads journal heads, the listing
+/// index and the types' buckets.
+async fn every_type_pages_through_folded_and_waiting_metrics(backend: Backend) {
+    let api = Api::start(backend, &[]).await;
+    let mut expected: Vec<(i64, String)> = Vec::new();
+    // One base for every timestamp, so the expected order holds however long posting takes.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 - 60;
+    for t in 0..12 {
+        let name = format!("kind{t:02}");
+        // Busy kinds come in batches (their ids spread them over the 16
+        // shards, which fold at 64); quiet ones one by one.
+        let (count, every) = if t < 2 { (1_500, 131 + t as i64) } else { (6, 40_000 + t as i64 * 997) };
+        let items: Vec<Value> = (0..count)
+            .map(|i| {
+                let age = i as i64 * every + t as i64;
+                expected.push((now - age, format!("{name}-{i:04}")));
+                let timestamp = analytics_core::time::format_timestamp((now - age) * 1_000);
+                json!({"id": format!("{name}-{i:04}"), "type": name, "value": i as f64, "timestamp": timestamp})
+            })
+            .collect();
+        if t < 2 {
+            for batch in items.chunks(500) {
+                let r = api.request("POST", "/api/metrics/batch", &[("content-type", "application/json")], Value::Array(batch.to_vec()).to_string()).await;
+                assert_eq!(r.status, 200, "{}", r.text());
+            }
+        } else {
+            for item in &items {
+                assert_eq!(api.post_metric(item).await.status, 201);
+            }
+        }
+    }
+    assert!(api.store_keys().await.iter().any(|k| k.starts_with("lst:d:")), "folds wrote the listing index");
+    expected.sort_by(|a, b| b.cmp(a));
+    let expected: Vec<String> = expected.into_iter().map(|(_, id)| id).collect();
+    let mut seen = Vec::new();
+    let mut path = "/api/metrics/list?limit=97".to_string();
+    loop {
+        let r = api.get(&path).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        seen.extend(ids(&r.json()));
+        match r.header("x-next-cursor") {
+            Some(cursor) => path = format!("/api/metrics/list?limit=97&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, expected);
+}
+
+on_both_redis!(
+    pages_through_everything_newest_first,
+    bad_parameters_are_400s,
+    raw_metrics_past_the_retention_period_are_deleted_as_ingest_goes_on,
+    every_type_pages_through_folded_and_waiting_metrics
+);

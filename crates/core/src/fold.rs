@@ -1,7 +1,8 @@
 //! Folding a journal shard into its type's entry chunks and aggregates
 //! (every level of [`Level::ALL`], then all time), then trimming it.
 //!
-//! The chunks go first, in one `set_many` (they are write-once: a repeated
+//! The all-types listing index goes first ([`crate::list_index::record`]:
+//! a read, and a write only where a type's hour is new). The chunks next, in one `set_many` (they are write-once: a repeated
 //! fold writes the same ones). Every other write is a compare-and-swap
 //! through [`update`], and every change checks the target's watermark for
 //! the shard first, so a fold can stop at any write (a crash, a store error)
@@ -18,6 +19,7 @@ use crate::expiry::{sweep_step, Expiry};
 use crate::journal::Journal;
 use crate::keys::{bucket_key, claim_key, journal_key, total_key};
 use crate::kv::{second_of, update, Change, Kv, StoreError};
+use crate::list_index::{day_and_hour, record};
 use crate::metric::Metric;
 use crate::time::{Bucket, Level};
 
@@ -69,6 +71,9 @@ pub struct Folded {
     /// Aggregates it went through (each one write at most), plus one for the
     /// entry chunks.
     pub targets: usize,
+    /// Writes to the all-types listing index (0 unless a type's hour, a day
+    /// or a block is new to it).
+    pub indexed: usize,
     /// The retention sweep's step after it, if raw metrics expire: chunks
     /// deleted, or why it could not (the next fold's step goes on from there).
     pub swept: Option<Result<usize, StoreError>>,
@@ -96,6 +101,13 @@ pub fn fold<K: Kv>(kv: &mut K, metric_type: &str, shard: usize, journal: &Journa
     }
     let keeps = |second: i64| expiry.is_none_or(|e| e.keeps(second));
     let (kept, expired): (Vec<_>, Vec<_>) = by_second.iter().partition(|(second, _)| keeps(**second));
+    // Only what gets a chunk can be listed.
+    let mut hours: BTreeMap<i64, u32> = BTreeMap::new();
+    for (second, _) in &kept {
+        let (day, hour) = day_and_hour(**second);
+        *hours.entry(day).or_default() |= hour;
+    }
+    let indexed = record(kv, metric_type, &hours)?;
     let chunks: Vec<(String, Vec<u8>)> = kept
         .iter()
         .map(|(second, items)| {
@@ -144,7 +156,7 @@ pub fn fold<K: Kv>(kv: &mut K, metric_type: &str, shard: usize, journal: &Journa
         Ok(Change::Write(journal.encode(), ()))
     })?;
     let swept = expiry.map(|expiry| sweep_step(kv, metric_type, expiry).map(|s| s.chunks));
-    Ok(Folded { items: journal.items.len(), targets: by_target.len() + 1, swept })
+    Ok(Folded { items: journal.items.len(), targets: by_target.len() + 1, indexed, swept })
 }
 
 #[cfg(test)]

@@ -10,11 +10,23 @@
 //! | `claim:{id}` | counter the posts of a client id add their content's fingerprint to ([`crate::ingest`]) |
 //! | `swept:{type}` | how far the retention sweep got ([`crate::expiry`]) |
 //! | `types` | every metric type seen (JSON array) |
+//! | `lst:all`, `lst:b:{block}`, `lst:d:{day}` | the all-types listing index: types indexed, blocks, days and per-type hours holding data ([`crate::list_index`]) |
 //! | `init:{key}` | counter arbitrating who creates `key` ([`crate::kv::update`]) |
 
 use crate::time::Bucket;
 
 pub const TYPES_KEY: &str = "types";
+pub const LIST_ROOT_KEY: &str = "lst:all";
+
+/// The days of one block (64 days) holding data, all types.
+pub fn list_block_key(block: i64) -> String {
+    format!("lst:b:{block}")
+}
+
+/// The types holding data on one UTC day, with their hours.
+pub fn list_day_key(day: i64) -> String {
+    format!("lst:d:{day}")
+}
 
 pub fn journal_key(metric_type: &str, shard: usize) -> String {
     format!("jrn:{metric_type}:{shard}")

@@ -19,6 +19,7 @@ pub mod ingest;
 pub mod journal;
 pub mod keys;
 pub mod kv;
+pub mod list_index;
 pub mod listing;
 pub mod memory_store;
 pub mod metric;
