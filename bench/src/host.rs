@@ -174,9 +174,22 @@ pub struct HostConfig<'a> {
     pub spin_costs: Option<&'a str>,
 }
 
-/// A running `spin-host up` (or the peer).
+/// How to start the Spin CLI (`spin up`) on one app.
+pub struct SpinConfig<'a> {
+    pub binary: &'a Path,
+    pub manifest: &'a Path,
+    pub state_dir: &'a Path,
+    pub runtime_config: Option<&'a Path>,
+    pub variables: &'a [(String, String)],
+    pub log: &'a Path,
+}
+
+/// A running `spin-host up`, `spin up` or the peer.
 pub struct Host {
     process: Supervised,
+    /// The process that serves, when it is not `process` itself: `spin up`
+    /// runs the app in a child (`spin trigger http`), whose CPU and memory count.
+    server_pid: Option<u32>,
     address: SocketAddr,
     /// Where the host serves its own metrics (the peer serves none).
     metrics: Option<SocketAddr>,
@@ -254,7 +267,7 @@ impl Host {
             // Any answer but a server error: the host serves (the probe app has no `/`).
             if let Ok(response) = load::request_once(address, "GET", "/", None).await {
                 if response.status < 500 {
-                    return Ok(Host { process, address, metrics: Some(metrics), log: config.log.to_path_buf() });
+                    return Ok(Host { process, server_pid: None, address, metrics: Some(metrics), log: config.log.to_path_buf() });
                 }
             }
             if Instant::now() >= deadline {
@@ -287,7 +300,7 @@ impl Host {
                 bail!("the peer exited with {status} while starting:\n{}", log_tail(config.log, 2_000));
             }
             if load::request_once(address, "GET", "/health", None).await.is_ok_and(|r| r.status == 200) {
-                return Ok(Host { process, address, metrics: None, log: config.log.to_path_buf() });
+                return Ok(Host { process, server_pid: None, address, metrics: None, log: config.log.to_path_buf() });
             }
             if Instant::now() >= deadline {
                 bail!("the peer did not answer within {START_TIMEOUT:?}:\n{}", log_tail(config.log, 2_000));
@@ -296,12 +309,81 @@ impl Host {
         }
     }
 
+    /// Starts `spin up` on a free port and waits until it answers `GET /`
+    /// with anything but a server error.
+    pub async fn start_spin(config: &SpinConfig<'_>) -> anyhow::Result<Host> {
+        let mut last_error = None;
+        for _ in 0..3 {
+            match Host::try_start_spin(config).await {
+                Ok(host) => return Ok(host),
+                Err(e) => {
+                    eprintln!("bench: spin did not start, retrying: {e:#}");
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("spin did not start")))
+    }
+
+    async fn try_start_spin(config: &SpinConfig<'_>) -> anyhow::Result<Host> {
+        let address = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        std::fs::create_dir_all(config.state_dir)
+            .with_context(|| format!("creating state directory {}", config.state_dir.display()))?;
+        let log = File::create(config.log).with_context(|| format!("creating {}", config.log.display()))?;
+        let mut command = Command::new(config.binary);
+        command
+            .arg("up")
+            .arg("-f")
+            .arg(config.manifest)
+            .args(["--listen", &address.to_string()])
+            .arg("--state-dir")
+            .arg(config.state_dir)
+            .arg("--quiet");
+        if let Some(path) = config.runtime_config {
+            command.arg("--runtime-config-file").arg(path);
+        }
+        for (name, value) in config.variables {
+            command.args(["--variable", &format!("{name}={value}")]);
+        }
+        // Only what we pass may configure the app. RUST_BACKTRACE makes Spin
+        // capture a backtrace each time it drops an instance (5-10 % of a
+        // request): users do not run with it, so neither does the benchmark.
+        for (name, _) in std::env::vars_os() {
+            let name_text = name.to_string_lossy();
+            if name_text.starts_with("SPIN_") || name_text == "RUST_BACKTRACE" || name_text == "RUST_LOG" {
+                command.env_remove(name);
+            }
+        }
+        command.stdin(Stdio::null()).stdout(log.try_clone().context("duplicating the log file")?).stderr(log);
+        let mut process = Supervised::spawn("spin", command)?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = process.exited() {
+                bail!("spin exited with {status} while starting:\n{}", log_tail(config.log, 2_000));
+            }
+            if let Ok(response) = load::request_once(address, "GET", "/", None).await {
+                if response.status < 500 {
+                    let server_pid = children(process.pid()).into_iter().next();
+                    if let (Some(pid), Ok(mut registered)) = (server_pid, CHILDREN.lock()) {
+                        registered.push(pid);
+                    }
+                    return Ok(Host { process, server_pid, address, metrics: None, log: config.log.to_path_buf() });
+                }
+            }
+            if Instant::now() >= deadline {
+                bail!("spin did not answer within {START_TIMEOUT:?}:\n{}", log_tail(config.log, 2_000));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn address(&self) -> SocketAddr {
         self.address
     }
 
+    /// The process serving the requests (whose CPU and memory are the host's).
     pub fn pid(&self) -> u32 {
-        self.process.pid()
+        self.server_pid.unwrap_or_else(|| self.process.pid())
     }
 
     /// The host's counters (`name{labels}` to value) from its metrics endpoint.
@@ -325,8 +407,29 @@ impl Host {
 
     /// SIGTERM, then SIGKILL after the grace period.
     pub fn stop(mut self) -> anyhow::Result<Option<ExitStatus>> {
-        self.process.stop()
+        let status = self.process.stop();
+        if let Some(pid) = self.server_pid {
+            // `spin up` stops its child on SIGTERM; make sure of it.
+            if let Ok(mut registered) = CHILDREN.lock() {
+                registered.retain(|&p| p != pid);
+            }
+            if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                // SAFETY: signals a process this benchmark started (through `spin up`).
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            }
+        }
+        status
     }
+}
+
+/// The children of `pid`, from `/proc` (empty if it has none or is gone).
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|text| text.split_whitespace().filter_map(|p| p.parse().ok()).collect::<Vec<u32>>())
+        .collect()
 }
 
 /// `name{labels} value` lines of a Prometheus text exposition (comments skipped).

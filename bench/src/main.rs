@@ -25,6 +25,7 @@ mod load;
 mod report;
 mod seed;
 mod soak;
+mod versus;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -67,9 +68,15 @@ struct Cli {
     /// Which Redis the app scenarios run against.
     #[arg(long, value_enum, default_value = "both")]
     redis: RedisChoice,
-    /// Which store modes of the host to run (`spin`: Spin's costs).
-    #[arg(long, value_enum, default_value = "both")]
-    store: StoreChoice,
+    /// Which runtimes to run: the host's `fast` and `spin` store modes
+    /// (`spin`: Spin's costs), and `real` Spin (the `spin` CLI named by
+    /// `--spin-bin`; in the `stores` part only). Default: all that can run.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    store: Vec<StoreChoice>,
+    /// The Spin CLI for the real-Spin rows (default: `SPIN_BIN`); build
+    /// v4.0.2 with `../shared/tools/build-spin.sh`.
+    #[arg(long, env = "SPIN_BIN")]
+    spin_bin: Option<PathBuf>,
     /// Leave out the replica scenarios.
     #[arg(long)]
     no_replicas: bool,
@@ -132,7 +139,7 @@ enum Part {
 enum StoreChoice {
     Fast,
     Spin,
-    Both,
+    Real,
 }
 
 fn main() -> ExitCode {
@@ -202,6 +209,8 @@ struct Bench {
     seed_copy: Duration,
     host_logs: Vec<report::HostLog>,
     spin_costs: Option<String>,
+    /// The Spin CLI, for the sections of [`Store::Real`].
+    spin_bin: Option<PathBuf>,
     /// With `--with-key`: the key every scenario's requests carry.
     api_key: Option<String>,
     with_key: bool,
@@ -229,11 +238,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         RedisChoice::External => vec![RedisKind::External],
         RedisChoice::Both => vec![RedisKind::Embedded, RedisKind::External],
     };
-    let stores = match cli.store {
-        StoreChoice::Fast => vec![Store::Fast],
-        StoreChoice::Spin => vec![Store::Spin],
-        StoreChoice::Both => vec![Store::Fast, Store::Spin],
+    let wanted = if cli.store.is_empty() { vec![StoreChoice::Fast, StoreChoice::Spin, StoreChoice::Real] } else { cli.store.clone() };
+    let spin_bin = match (&cli.spin_bin, wanted.contains(&StoreChoice::Real)) {
+        (Some(path), true) => {
+            ensure!(path.is_file(), "--spin-bin / SPIN_BIN: {} is not a file", path.display());
+            Some(path.clone())
+        }
+        (None, true) if !cli.store.is_empty() => bail!("--store real needs the Spin CLI: set SPIN_BIN or --spin-bin"),
+        _ => None,
     };
+    let mut stores: Vec<Store> = wanted
+        .iter()
+        .filter_map(|s| match s {
+            StoreChoice::Fast => Some(Store::Fast),
+            StoreChoice::Spin => Some(Store::Spin),
+            StoreChoice::Real => None,
+        })
+        .collect();
+    if spin_bin.is_some() {
+        stores.push(Store::Real);
+    }
 
     let work = tempfile::Builder::new().prefix("spin-bench-").tempdir().context("creating a temporary directory")?;
     host::register_temp_dir(work.path());
@@ -251,6 +275,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Seed { metric_type: format!("bench_{}", cli.large), count: cli.large },
     ];
     if let Some(minutes) = cli.soak {
+        stores.retain(|s| *s != Store::Real);
         return soak(&cli, &root, &host_bin, work.path(), &stores, minutes).await;
     }
     let template = work.path().join("seed.db");
@@ -284,12 +309,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         seed_copy: Duration::ZERO,
         host_logs: Vec::new(),
         spin_costs: cli.spin_costs.clone(),
+        spin_bin,
         api_key: None,
         with_key: cli.with_key,
     };
     let mut rows = Vec::new();
     if api {
-        for &store in &stores {
+        for &store in stores.iter().filter(|s| **s != Store::Real) {
             for &kind in &kinds {
                 rows.extend(section(&mut bench, Section { store, backend: Backend::Sqlite, redis: kind }).await?);
             }
@@ -304,6 +330,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         println!("\nbench: PEER_DIR and PEER_PYTHON are not set: the peer is left out (README, \"Performance\")");
     }
     if cli.parts.contains(&Part::Stores) {
+        if bench.spin_bin.is_none() {
+            println!(
+                "\nbench: SPIN_BIN is not set: the real-Spin rows are missing. Build Spin v4.0.2 once with \
+                 ../shared/tools/build-spin.sh (outside this repository, 30-45 min) and set SPIN_BIN to the binary it prints"
+            );
+        }
         for &store in &stores {
             for &backend in &cli.backends {
                 rows.extend(on_store(&mut bench, Section { store, backend, redis: RedisKind::External }).await?);
@@ -317,7 +349,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Vec::new()
     };
 
-    let targets = report::targets(&rows, cli.large, SMALL);
+    let mut targets = report::targets(&rows, cli.large, SMALL);
+    targets.extend(versus::targets(&rows));
     let run = Run {
         unix_time,
         git_commit: git_commit(&root),
@@ -350,6 +383,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ],
     };
     print!("{}", report::render(&run));
+    print!("{}", versus::render(&run.rows));
     let dir = cli.results_dir.clone().unwrap_or_else(|| root.join("bench").join("results"));
     let path = report::save(&run, &dir)?;
     println!("\nbench: results written to {}", path.display());
@@ -592,8 +626,10 @@ async fn on_store(bench: &mut Bench, section: Section) -> anyhow::Result<Vec<Row
     let store = RedisServer::start_durable(&bench.redis_server, &bench.work).context("starting redis-server for the store")?;
     let cache = start_redis(bench, RedisKind::External)?.context("a redis-server for the cache")?;
     let config = bench.work.join(format!("{}.toml", section.name().replace('/', "-")));
-    if section.backend != Backend::Redis {
-        // What one durable key-value write per request costs on this store.
+    // What one store call per request costs: a key-value write and read on
+    // Spin's store, or a new Redis connection and one command on the Redis
+    // spoken to directly (Spin opens a connection for every request).
+    {
         let probe = bench.root.join("tests/fixtures/probe/spin.toml");
         let runtime_config = (section.backend == Backend::KvRedis).then(|| {
             std::fs::write(&config, format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"{}\"\n", store.url())).map(|()| config.clone())
@@ -602,7 +638,20 @@ async fn on_store(bench: &mut Bench, section: Section) -> anyhow::Result<Vec<Row
         let variables = [("token".to_string(), "bench".to_string())];
         let mut host = start(bench, section, "probe", &probe, &variables, None, runtime_config.as_deref()).await?;
         let mut target = Target { hosts: vec![&mut host], section, redis: vec![&store] };
-        rows.push(measure(bench, &mut target, Scenario::WriteProbe, get("/probe/incr?key=probe".into(), Expect::status(200))).await?);
+        // A probe answers 200 with `{"error": ...}` when its call fails.
+        let answered = Expect { body_contains: Some(r#""value""#), ..Expect::status(200) };
+        let probes = if section.backend == Backend::Redis {
+            let url = format!("redis%3A%2F%2F127.0.0.1%3A{}", store.port());
+            vec![
+                (Scenario::RedisWriteProbe, format!("/probe/redis-incr?url={url}&key=probe")),
+                (Scenario::RedisReadProbe, format!("/probe/redis-get?url={url}&key=probe")),
+            ]
+        } else {
+            vec![(Scenario::WriteProbe, "/probe/incr?key=probe".to_string()), (Scenario::ReadProbe, "/probe/get?key=probe".to_string())]
+        };
+        for (scenario, path) in probes {
+            rows.push(measure(bench, &mut target, scenario, get(path, answered.clone())).await?);
+        }
         finish(bench, section, "probe", host)?;
     }
     let (variables, runtime_config) = match section.backend {
@@ -774,7 +823,11 @@ async fn start(
     }
     let log = bench.work.join(format!("{}-{name}.log", section.name().replace('/', "-")));
     let started = Instant::now();
-    let host = Host::start(&HostConfig {
+    let host = if section.store == Store::Real {
+        let binary = bench.spin_bin.as_deref().context("a real-Spin section without SPIN_BIN")?;
+        Host::start_spin(&host::SpinConfig { binary, manifest, state_dir: &state_dir, runtime_config, variables, log: &log }).await
+    } else {
+        Host::start(&HostConfig {
         binary: &bench.host_bin,
         manifest,
         state_dir: &state_dir,
@@ -784,8 +837,9 @@ async fn start(
         variables,
         log: &log,
         spin_costs: bench.spin_costs.as_deref(),
-    })
-    .await
+        })
+        .await
+    }
     .with_context(|| format!("starting the {name} host ({})", section.name()))?;
     println!(
         "bench: {name} host up on {} (pid {}) in {:.1} s",

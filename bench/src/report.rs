@@ -20,6 +20,8 @@ pub enum Store {
     Fast,
     /// SQLite as Spin keeps it, a durable transaction per write (`--store-mode spin`).
     Spin,
+    /// The Spin CLI itself (`spin up`, from `SPIN_BIN`), on the same files.
+    Real,
     /// A redis-server shared by replicas (runtime config `type = "redis"`).
     RedisKv,
     /// The FastAPI + Redis implementation of the same API, side by side.
@@ -61,6 +63,7 @@ impl Section {
         let store = match self.store {
             Store::Fast => "fast",
             Store::Spin => "spin",
+            Store::Real => "real-spin",
             Store::RedisKv => "replicas",
             Store::Peer => return "peer".into(),
         };
@@ -75,6 +78,12 @@ pub enum Scenario {
     Floor,
     /// The probe fixture making one key-value write (an increment) per request.
     WriteProbe,
+    /// The probe fixture making one key-value read per request.
+    ReadProbe,
+    /// The probe fixture opening a Redis connection and sending one `INCR`.
+    RedisWriteProbe,
+    /// The probe fixture opening a Redis connection and sending one `GET`.
+    RedisReadProbe,
     Ingest,
     SummaryCached,
     List,
@@ -131,6 +140,9 @@ impl Row {
         match self.scenario {
             Scenario::Floor => "floor (hello)".into(),
             Scenario::WriteProbe => "probe: 1 key-value write".into(),
+            Scenario::ReadProbe => "probe: 1 key-value read".into(),
+            Scenario::RedisWriteProbe => "probe: connect + INCR".into(),
+            Scenario::RedisReadProbe => "probe: connect + GET".into(),
             Scenario::Ingest => "ingest POST".into(),
             Scenario::SummaryCached => "summary cached (HIT)".into(),
             Scenario::List => "list first page (100)".into(),
@@ -241,7 +253,8 @@ pub fn targets(rows: &[Row], large: u64, small: u64) -> Vec<Target> {
             sections.push(r.section);
         }
     }
-    for section in sections {
+    // Real Spin has its own targets (`crate::versus`).
+    for section in sections.into_iter().filter(|s| s.store != Store::Real) {
         let row = |scenario| find(rows, section, scenario);
         let busy = |read: &[Option<&Row>]| read.iter().flatten().any(|r| r.other_cpu_percent > BUSY_PERCENT);
         let mut push = |name: String, measured: String, pass: bool, busy_machine: bool| {
@@ -284,8 +297,7 @@ pub fn targets(rows: &[Row], large: u64, small: u64) -> Vec<Target> {
                 busy(&[Some(single), Some(batch)]),
             );
         }
-        if let Some(mixed) = row(Scenario::Mixed) {
-            let calls = mixed.extra.get("upstream_calls").copied().unwrap_or(f64::NAN);
+        if let Some((mixed, calls)) = row(Scenario::Mixed).and_then(|m| Some((m, *m.extra.get("upstream_calls")?))) {
             let allowed = mixed.extra.get("upstream_calls_allowed").copied().unwrap_or(0.0);
             push(
                 "mixed: upstream calls <= 1 per type per context TTL".into(),
