@@ -16,6 +16,7 @@ mod imports;
 pub mod key_value;
 pub mod logging;
 pub mod manifest;
+pub mod memory;
 mod outbound_http;
 pub mod redis;
 pub mod router;

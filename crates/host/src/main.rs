@@ -76,6 +76,10 @@ enum Commands {
         /// Serve the host's own metrics (Prometheus text format) on this address.
         #[arg(long, env = "SPIN_HOST_METRICS_LISTEN")]
         metrics_listen: Option<SocketAddr>,
+        /// The memory the host may use (bytes, or 512Mi, 2Gi...), exported as
+        /// spin_host_memory_limit_bytes for the memory alert; default: the cgroup's limit.
+        #[arg(long, value_name = "SIZE", value_parser = spin_host::memory::parse_size, env = "SPIN_HOST_MEMORY_LIMIT")]
+        memory_limit: Option<u64>,
         /// Do not print a line per request.
         #[arg(long)]
         quiet: bool,
@@ -138,6 +142,7 @@ async fn main() -> anyhow::Result<()> {
             store_mode,
             kv_redis_defects,
             metrics_listen,
+            memory_limit,
             quiet,
             log_format,
             crash_after_kv_writes,
@@ -161,6 +166,7 @@ async fn main() -> anyhow::Result<()> {
                 spin_costs: spin_costs.unwrap_or(spin_host::spin_model::SpinCosts::CALIBRATED),
             };
             let app = App::load(options).await?;
+            spin_host::telemetry::metrics().set_memory_limit(memory_limit);
             if let Some(address) = metrics_listen {
                 let listener = spin_host::telemetry::bind(address).await?;
                 println!("Host metrics on http://{}/metrics", listener.local_addr().context("metrics listener has no address")?);
@@ -202,5 +208,13 @@ mod tests {
         let cli = Cli::try_parse_from(["spin-host", "up", "--state-dir", ""]).expect("parses");
         let Commands::Up { state_dir, .. } = cli.command else { panic!("not up") };
         assert_eq!(state_dir, Some(PathBuf::new()));
+    }
+
+    #[test]
+    fn a_memory_limit_takes_kubernetes_units() {
+        let cli = Cli::try_parse_from(["spin-host", "up", "--memory-limit", "512Mi"]).expect("parses");
+        let Commands::Up { memory_limit, .. } = cli.command else { panic!("not up") };
+        assert_eq!(memory_limit, Some(512 << 20));
+        assert!(Cli::try_parse_from(["spin-host", "up", "--memory-limit", "lots"]).is_err());
     }
 }

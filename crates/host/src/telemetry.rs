@@ -1,12 +1,13 @@
 //! The host's own metrics, in the Prometheus/OpenMetrics text format, on a
 //! separate address (`--metrics-listen`), as Spin exports its telemetry
 //! beside the app: requests per route, component and status with a latency
-//! histogram, and the Redis commands and connections the host makes (the
-//! key-value store's and the guests').
+//! histogram, the Redis commands and connections the host makes (the
+//! key-value store's and the guests') and the connections that failed, and
+//! its memory against its limit ([`crate::memory`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -45,6 +46,8 @@ pub struct HostMetrics {
     durations: Family<RouteLabels, Histogram>,
     redis_commands: Family<RedisLabels, Counter>,
     redis_connections: Family<RedisLabels, Counter>,
+    redis_connection_failures: Family<RedisLabels, Counter>,
+    memory: Arc<crate::memory::MemoryCollector>,
 }
 
 /// Latency buckets (seconds): 0.25 ms to about 8 s.
@@ -56,16 +59,27 @@ fn latency_histogram() -> Histogram {
 pub fn metrics() -> &'static HostMetrics {
     static METRICS: OnceLock<HostMetrics> = OnceLock::new();
     METRICS.get_or_init(|| {
-        let mut registry = Registry::with_prefix("spin_host");
+        // Unprefixed at the root for the memory collector's standard
+        // `process_resident_memory_bytes`; the rest under `spin_host_`.
+        let mut registry = Registry::default();
+        let memory = Arc::new(crate::memory::MemoryCollector::default());
+        registry.register_collector(Box::new(memory.clone()));
+        let host = registry.sub_registry_with_prefix("spin_host");
         let requests = Family::<RequestLabels, Counter>::default();
         let durations = Family::<RouteLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
         let redis_commands = Family::<RedisLabels, Counter>::default();
         let redis_connections = Family::<RedisLabels, Counter>::default();
-        registry.register("http_requests", "HTTP requests served, by route, component and status", requests.clone());
-        registry.register("http_request_duration_seconds", "Time from a request's arrival to its response head", durations.clone());
-        registry.register("redis_commands", "Redis commands the host sent (one round trip each)", redis_commands.clone());
-        registry.register("redis_connections_opened", "Redis connections the host opened", redis_connections.clone());
-        HostMetrics { registry, requests, durations, redis_commands, redis_connections }
+        let redis_connection_failures = Family::<RedisLabels, Counter>::default();
+        host.register("http_requests", "HTTP requests served, by route, component and status", requests.clone());
+        host.register("http_request_duration_seconds", "Time from a request's arrival to its response head", durations.clone());
+        host.register("redis_commands", "Redis commands the host sent (one round trip each)", redis_commands.clone());
+        host.register("redis_connections_opened", "Redis connections the host opened", redis_connections.clone());
+        host.register(
+            "redis_connection_failures",
+            "Redis connections the host could not open, or lost in the middle of a command",
+            redis_connection_failures.clone(),
+        );
+        HostMetrics { registry, requests, durations, redis_commands, redis_connections, redis_connection_failures, memory }
     })
 }
 
@@ -83,6 +97,15 @@ impl HostMetrics {
 
     pub fn redis_connection(&self, role: &str) {
         self.redis_connections.get_or_create(&RedisLabels { role: role.to_string() }).inc();
+    }
+
+    pub fn redis_connection_failure(&self, role: &str) {
+        self.redis_connection_failures.get_or_create(&RedisLabels { role: role.to_string() }).inc();
+    }
+
+    /// `--memory-limit`, which takes the place of the cgroup's limit.
+    pub fn set_memory_limit(&self, bytes: Option<u64>) {
+        self.memory.set_configured_limit(bytes);
     }
 
     /// The exposition text.
@@ -126,10 +149,22 @@ mod tests {
         m.request("/api/metrics", "ingest", 201, Duration::from_millis(3));
         m.redis_command("kv");
         m.redis_connection("kv");
+        m.redis_connection_failure("guests");
         let text = m.render();
         assert!(text.contains(r#"spin_host_http_requests_total{route="/api/metrics",component="ingest",status="201"}"#), "{text}");
         assert!(text.contains("spin_host_http_request_duration_seconds_bucket"), "{text}");
         assert!(text.contains(r#"spin_host_redis_commands_total{role="kv"}"#), "{text}");
+        assert!(text.contains(r#"spin_host_redis_connection_failures_total{role="guests"} 1"#), "{text}");
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn renders_memory_and_the_configured_limit() {
+        let m = metrics();
+        m.set_memory_limit(Some(512 << 20));
+        let text = m.render();
+        assert!(text.contains("# TYPE spin_host_memory_limit_bytes gauge\nspin_host_memory_limit_bytes 536870912\n"), "{text}");
+        #[cfg(target_os = "linux")]
+        assert!(text.contains("# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes "), "{text}");
     }
 }

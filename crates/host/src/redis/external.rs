@@ -68,10 +68,10 @@ impl ExternalRedis {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(RESPONSE_TIMEOUT));
-        client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(|e| e.to_string())
+        client.get_multiplexed_async_connection_with_config(&config).await.map_err(|e| {
+            crate::telemetry::metrics().redis_connection_failure(&self.role);
+            e.to_string()
+        })
     }
 
     /// Runs one command. A broken connection means the server went away, so
@@ -90,6 +90,7 @@ impl ExternalRedis {
                 Ok(Reply::Error(server_error_text(&error)))
             }
             Err(error) => {
+                crate::telemetry::metrics().redis_connection_failure(&self.role);
                 self.connections.lock().await.retain(|(to, _), _| to != address);
                 Err(error.to_string())
             }
