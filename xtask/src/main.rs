@@ -140,7 +140,8 @@ fn test(args: &[String]) -> Result<(), String> {
     command.args(["test", "--release"]);
     command.args(args);
     run(command)?;
-    // The deployment files (docker-compose.yml, deploy/): schemas and wiring, offline.
+    // The deployment files (docker-compose.yml, deploy/): schemas and wiring, offline; the alert
+    // rules and their promtool tests, and the Grafana dashboard against the live host built above.
     let mut command = Command::new("bash");
     command.arg(root().join("deploy/check.sh")).current_dir(root());
     run(command)?;

@@ -12,6 +12,7 @@
 //!   (deploy/, openapi/ and ecosystem/check.sh make virtual environments);
 //! - `initdb` on PATH or in `/usr/lib/postgresql/<version>/bin`, where Debian
 //!   keeps the PostgreSQL server binaries (`initdb`, `postgres`, `pg_ctl`);
+//! - `promtool` on PATH, or the file `PROMTOOL` names (deploy/check.sh);
 //! - the `wasm32-wasip2` target, per `rustup target list --installed`.
 //!
 //! Missing tools come from Debian packages ([`source`]). When this process
@@ -47,13 +48,15 @@ pub enum Tool {
     PythonVenv,
     /// The PostgreSQL server binaries, looked for as `initdb`.
     Postgres,
+    /// Prometheus's `promtool`.
+    Promtool,
     /// The `wasm32-wasip2` Rust target.
     WasmTarget,
 }
 
 impl Tool {
     /// Every tool, in the order they are checked and reported.
-    pub const ALL: [Tool; 8] = [
+    pub const ALL: [Tool; 9] = [
         Tool::RedisServer,
         Tool::Chromium,
         Tool::Node,
@@ -61,6 +64,7 @@ impl Tool {
         Tool::Python,
         Tool::PythonVenv,
         Tool::Postgres,
+        Tool::Promtool,
         Tool::WasmTarget,
     ];
 
@@ -74,6 +78,7 @@ impl Tool {
             Tool::Python => "python3",
             Tool::PythonVenv => "python3 -m venv",
             Tool::Postgres => "initdb",
+            Tool::Promtool => "promtool",
             Tool::WasmTarget => "the wasm32-wasip2 target",
         }
     }
@@ -88,6 +93,7 @@ impl Tool {
             Tool::Python => "the deploy, OpenAPI and ecosystem checks run in Python",
             Tool::PythonVenv => "the deploy, OpenAPI and ecosystem checks install their pinned tools in a venv",
             Tool::Postgres => "the PostgreSQL store's tests start their own server",
+            Tool::Promtool => "deploy/check.sh checks the alert rules, their unit tests and the dashboard's PromQL",
             Tool::WasmTarget => "the components are built for wasm32-wasip2",
         }
     }
@@ -113,6 +119,8 @@ pub fn source(tool: Tool) -> Source {
         Tool::PythonVenv => Source::Apt("python3-venv"),
         // The `postgresql` metapackage pulls in the current postgresql-<ver> server.
         Tool::Postgres => Source::Apt("postgresql"),
+        // Debian ships promtool with the server, as /usr/bin/promtool.
+        Tool::Promtool => Source::Apt("prometheus"),
         Tool::WasmTarget => Source::Rustup,
     }
 }
@@ -365,6 +373,12 @@ pub fn look(wasm_target: &str) -> Vec<(Tool, Status)> {
     let python_run = output_of(configured_python.as_deref().unwrap_or("python3"), &["-c", PYTHON_PROBE]);
     let (python, venv) = python_status(python_run.as_ref().map(|(ok, out)| (*ok, out.as_str())), configured_python.as_deref());
     let postgres = find_in(&path, &["initdb"]).or_else(|| find_in(&postgres_bin_dirs(), &["initdb"]));
+    let promtool = match std::env::var_os("PROMTOOL") {
+        // deploy/check.sh runs whatever PROMTOOL names, without looking further.
+        Some(file) if !file.is_empty() && Path::new(&file).is_file() => Status::Found,
+        Some(file) if !file.is_empty() => Status::Unusable(format!("PROMTOOL={} is not a file: unset it or fix it", file.to_string_lossy())),
+        _ => found_if(find_in(&path, &["promtool"]).is_some()),
+    };
     vec![
         (Tool::RedisServer, found_if(find_in(&path, &["redis-server"]).is_some())),
         (Tool::Chromium, chromium),
@@ -373,6 +387,7 @@ pub fn look(wasm_target: &str) -> Vec<(Tool, Status)> {
         (Tool::Python, python),
         (Tool::PythonVenv, venv),
         (Tool::Postgres, found_if(postgres.is_some())),
+        (Tool::Promtool, promtool),
         (Tool::WasmTarget, found_if(wasm_target_installed(wasm_target))),
     ]
 }
@@ -476,12 +491,13 @@ mod tests {
         assert_eq!(source(Tool::Node), Source::Apt("nodejs"));
         assert_eq!(source(Tool::Postgres), Source::Apt("postgresql"));
         assert_eq!(source(Tool::PythonVenv), Source::Apt("python3-venv"));
+        assert_eq!(source(Tool::Promtool), Source::Apt("prometheus"));
     }
 
     #[test]
     fn packages_come_once_in_a_fixed_order() {
-        let tools = [Tool::Postgres, Tool::WasmTarget, Tool::RedisServer, Tool::Npm, Tool::Chromium, Tool::Node];
-        assert_eq!(packages_for(&tools), ["redis-server", "chromium", "nodejs", "npm", "postgresql"]);
+        let tools = [Tool::Promtool, Tool::Postgres, Tool::WasmTarget, Tool::RedisServer, Tool::Npm, Tool::Chromium, Tool::Node];
+        assert_eq!(packages_for(&tools), ["redis-server", "chromium", "nodejs", "npm", "postgresql", "prometheus"]);
         assert!(packages_for(&[Tool::WasmTarget]).is_empty());
     }
 
@@ -503,6 +519,16 @@ mod tests {
         let text = installation.announcement();
         assert!(text.contains("chromium (apt package chromium): tests/dashboard.rs"), "{text}");
         assert!(text.contains("initdb (apt package postgresql)"), "{text}");
+    }
+
+    #[test]
+    fn a_missing_promtool_installs_debians_prometheus() {
+        let Plan::Install(installation) = plan(&statuses(&[Tool::Promtool]), &ROOT) else { panic!("root should install") };
+        assert_eq!(installation.packages, ["prometheus"]);
+        let text = installation.announcement();
+        assert!(text.contains("promtool (apt package prometheus): deploy/check.sh checks the alert rules"), "{text}");
+        let Plan::Stop(message) = plan(&statuses(&[Tool::Promtool]), &USER) else { panic!("a plain user cannot install") };
+        assert!(message.contains("sudo apt-get install -y prometheus\n"), "{message}");
     }
 
     #[test]
