@@ -196,7 +196,7 @@ mod tests {
         let mut reader = store.request();
         let request = SummaryRequest::parse(&Query::parse(q).unwrap(), NOW).unwrap();
         let pending = Pending::read(&mut reader, &request.metric_type).unwrap();
-        window_aggregate(&mut reader, &request, &pending).unwrap().total
+        window_aggregate(&mut reader, &request, &pending).unwrap()
     }
 
     #[test]

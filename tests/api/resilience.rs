@@ -20,12 +20,21 @@ async fn redis_going_away_degrades_and_coming_back_recovers(backend: Backend) {
     let r = api.post_metric(&metric("r", 2.0, 1)).await;
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(r.header("ratelimit-limit"), Some("1000"));
-    // Computed without Redis, then served from the answer kept in the key-value store.
+    // The cache lives in the key-value store: the new metric is added to the
+    // folded part kept there, the context inside the last answer is reused,
+    // and once kept the answer is served as is.
     let (s, cache) = api.summary("type=r").await;
-    assert_eq!((cache.as_str(), s["count"].as_u64()), ("MISS", Some(2)));
-    assert_eq!(s["external_data"]["status"], "success", "the upstream is called without the shared breaker");
+    assert_eq!((cache.as_str(), s["count"].as_u64()), ("PARTIAL", Some(2)));
+    assert_eq!(s["external_data"]["status"], "success");
+    tokio::time::sleep(std::time::Duration::from_millis(analytics_core::summary_cache::STABLE_MS as u64 + 50)).await;
+    assert_eq!(api.summary("type=r").await.0["count"], 2);
     let (again, cache) = api.summary("type=r").await;
     assert_eq!((cache.as_str(), again["count"].as_u64()), ("HIT", Some(2)));
+    // A window without an entry is computed without Redis, and the upstream
+    // called without the shared breaker.
+    let (s, cache) = api.summary("type=r&period=daily").await;
+    assert_eq!((cache.as_str(), s["count"].as_u64()), ("MISS", Some(2)));
+    assert_eq!(s["external_data"]["status"], "success", "the upstream is called without the shared breaker");
     assert_eq!(api.get("/api/circuit-breaker/status").await.status, 503);
 
     api.start_redis();

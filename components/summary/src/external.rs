@@ -31,27 +31,40 @@ fn success(context: Value) -> Value {
     json!({"status": "success", "external_metric_context": context})
 }
 
-/// `external_data` for a summary of `metric_type`. `cached` is the cached
-/// context if the caller already read it (`Some(None)`: there is none).
-pub fn context(redis: Option<&Redis>, metric_type: &str, cached: Option<Option<Vec<u8>>>) -> Result<Value, ApiError> {
+/// `external_data` for a summary, and until when it may be served again
+/// without asking (0: not at all, e.g. a fallback or a stale context).
+pub struct Context {
+    pub data: Value,
+    pub fresh_until_ms: i64,
+}
+
+impl Context {
+    fn once(data: Value) -> Context {
+        Context { data, fresh_until_ms: 0 }
+    }
+
+    fn cached(c: CachedContext, ttl_ms: u64) -> Context {
+        Context { fresh_until_ms: c.fetched_at_ms.saturating_add(ttl_ms as i64), data: success(c.context) }
+    }
+}
+
+/// `external_data` for a summary of `metric_type`.
+pub fn context(redis: Option<&Redis>, metric_type: &str) -> Result<Context, ApiError> {
     let lookup = config::lookup();
     let ttl_ms = settings::whole(lookup, "external_context_ttl_seconds", 0, 86_400)? * 1_000;
     let timeout_ms = settings::external_timeout_ms(lookup)?;
-    let fetch = || fetch(redis, metric_type);
+    let fetch = || fetch(redis, metric_type).map(Context::once);
     let Some(redis) = redis.filter(|_| ttl_ms > 0) else {
         return fetch();
     };
-    let cached = match cached {
-        Some(c) => c,
-        None => redis.get(&context_key(metric_type)).unwrap_or_else(|e| {
-            eprintln!("context cache unavailable: {e}");
-            None
-        }),
-    };
+    let cached = redis.get(&context_key(metric_type)).unwrap_or_else(|e| {
+        eprintln!("context cache unavailable: {e}");
+        None
+    });
     let cached = cached.and_then(|bytes| CachedContext::decode(&bytes));
     let now = clock::now_ms();
     if let Some(c) = cached.as_ref().filter(|c| c.fresh(now, ttl_ms)) {
-        return Ok(success(c.context.clone()));
+        return Ok(Context::cached(c.clone(), ttl_ms));
     }
     // Stale or missing: one request refreshes, the others use what there is.
     let lock = context_refresh_key(metric_type);
@@ -61,22 +74,24 @@ pub fn context(redis: Option<&Redis>, metric_type: &str, cached: Option<Option<V
             if let Ok(Some(c)) = redis.get(&context_key(metric_type)).map(|b| b.and_then(|b| CachedContext::decode(&b))) {
                 if c.fresh(clock::now_ms(), ttl_ms) {
                     let _ = redis.del(&lock);
-                    return Ok(success(c.context));
+                    return Ok(Context::cached(c, ttl_ms));
                 }
             }
             let result = fetch()?;
-            if result["status"] == "success" {
-                let fresh = CachedContext { fetched_at_ms: clock::now_ms(), context: result["external_metric_context"].clone() };
+            let mut context = result;
+            if context.data["status"] == "success" {
+                let fresh = CachedContext { fetched_at_ms: clock::now_ms(), context: context.data["external_metric_context"].clone() };
                 if let Err(e) = redis.set_px(&context_key(metric_type), &fresh.encode(), context_keep_ms(ttl_ms)) {
                     eprintln!("context cache write failed: {e}");
                 }
+                context = Context::cached(fresh, ttl_ms);
             }
             let _ = redis.del(&lock);
-            Ok(result)
+            Ok(context)
         }
         Ok(false) => match cached {
-            Some(stale) => Ok(success(stale.context)),
-            None => wait_for_context(redis, metric_type, timeout_ms),
+            Some(stale) => Ok(Context::once(success(stale.context))),
+            None => wait_for_context(redis, metric_type, timeout_ms).map(Context::once),
         },
         Err(e) => {
             eprintln!("context cache unavailable ({e}); calling the upstream");

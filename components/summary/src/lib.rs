@@ -3,27 +3,25 @@
 //!
 //! Every answer includes every acknowledged metric. One store read fetches
 //! the type's journal headers, which say exactly which metrics exist, and
-//! the last answer kept in the store for the window: at the current state it
-//! is served as is (HIT), without Redis. Otherwise Redis hands back the
-//! answer kept there (HIT), or the window's folded aggregates, and when only
-//! the journal changed since they were cached, only the journal's items are
-//! added (PARTIAL). A new answer goes to the store or to Redis by what each
-//! costs (`analytics_core::summary_cache::placement`).
+//! the window's cache entry (`analytics_core::summary_cache`): its answer is
+//! served as is if it was computed at the current state (HIT); if metrics
+//! were appended since and the journal still holds them, only they are
+//! decoded and added to the entry's aggregate (PARTIAL); otherwise the
+//! window's buckets are read (MISS). Redis is opened only for the upstream
+//! context when the one inside the entry is too old, and to count misses
+//! (hits and partials are counted 1 in [`HIT_SAMPLE`]).
 
 mod external;
 
 use analytics_platform::core::api_error::ApiError;
 use analytics_platform::core::config as settings;
 use analytics_platform::core::journal::{HEADER, SHARDS};
-use analytics_platform::core::kv::{Kv as _, Reader};
+use analytics_platform::core::kv::{Kv, Reader, Swap};
 use analytics_platform::core::pending::{journal_keys, Pending};
 use analytics_platform::core::query::Query;
-use analytics_platform::core::summary::{window_aggregate, with_pending, SummaryRequest};
-use analytics_platform::core::summary_cache::{
-    answer_key, cache_answer_key, computed_at, context_key, encode_answer, encode_folded, fill_key, folded_key, folded_ttl_ms, placement,
-    read_answer, read_folded, Placement, FILL_SCRIPT,
-};
-use analytics_platform::core::app_metrics::{field, Family, COUNTERS_KEY, HIT_SAMPLE};
+use analytics_platform::core::summary::{window_aggregate, with_items, SummaryRequest};
+use analytics_platform::core::summary_cache::{answer_key, worth_keeping, Entry, Use};
+use analytics_platform::core::app_metrics::{Family, HIT_SAMPLE};
 use analytics_platform::counters::Tally;
 use analytics_platform::core::auth::Scope;
 use analytics_platform::gate::{self, Admitted, Ahead};
@@ -67,6 +65,18 @@ enum Cache {
     Bypass,
 }
 
+impl Cache {
+    /// The `cache` label of `analytics_summaries`.
+    fn label(self) -> &'static str {
+        match self {
+            Cache::Hit => "hit",
+            Cache::Partial => "partial",
+            Cache::Miss => "miss",
+            Cache::Bypass => "bypass",
+        }
+    }
+}
+
 impl std::fmt::Display for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -82,17 +92,14 @@ fn unavailable(e: impl std::fmt::Display) -> ApiError {
     ApiError::unavailable(format!("key-value store: {e}"))
 }
 
-/// Hits do not touch Redis: one in [`HIT_SAMPLE`] counts for all of them.
-fn count_sampled_hit() {
+/// Hits and partials do not touch Redis: one in [`HIT_SAMPLE`] counts for all of them.
+fn count_sampled(cache: Cache) {
     if clock::random_u128() % HIT_SAMPLE as u128 == 0 {
         let mut tally = Tally::default();
-        tally.add(Family::Summaries, "hit", HIT_SAMPLE as i64);
+        tally.add(Family::Summaries, cache.label(), HIT_SAMPLE as i64);
         tally.send(Redis::connect().ok().as_ref());
     }
 }
-
-/// How long one request holds the right to store a window's new answer.
-const FILL_LOCK_MS: u64 = 2_000;
 
 /// What a summary request asks.
 struct Asked {
@@ -123,93 +130,77 @@ fn first_read(asked: &Asked) -> Vec<String> {
 /// `keys` and `heads` are [`first_read`] and what it found.
 fn summarize(asked: Asked, mut keys: Vec<String>, mut heads: Vec<Option<Vec<u8>>>, admitted: &mut Admitted) -> Result<(Cache, Vec<u8>), ApiError> {
     let Asked { summary, ttl, now } = asked;
-    let (folded_key, cached_answer_key) = (admitted.redis_key(&folded_key(&summary)), admitted.redis_key(&cache_answer_key(&summary)));
-    let admitted_prefix = admitted.principal.key_prefix();
+    let ttl_ms = ttl * 1_000;
     let kv = &mut admitted.store;
-    let answer_key = answer_key(&summary);
-    let stored_answer = if ttl > 0 { keys.pop().and(heads.pop().flatten()) } else { None };
-    let headers = Pending::headers(&keys, &heads).map_err(unavailable)?;
-    let (state, folded_state) = (Pending::state(&headers), Pending::folded_state(&headers));
-    if let Some(body) = stored_answer.as_deref().and_then(|e| read_answer(e, &summary, &state, now, ttl * 1_000)) {
-        count_sampled_hit();
-        return Ok((Cache::Hit, body.to_vec()));
-    }
-
-    // Redis: the answer kept there, the folded part, the upstream context.
-    let redis = Redis::connect().map_err(|e| eprintln!("summary cache unavailable: {e}")).ok();
-    let (mut cached_answer, mut cached_folded, mut cached_context) = (None, None, None);
-    if let (Some(redis), true) = (&redis, ttl > 0) {
-        match redis.mget(&[&cached_answer_key, &folded_key, &context_key(&summary.metric_type)]) {
-            Ok(mut found) => {
-                cached_context = Some(found.pop().flatten());
-                cached_folded = found.pop().flatten().and_then(|entry| read_folded(&entry, &folded_state));
-                cached_answer = found.pop().flatten();
-            }
-            Err(e) => eprintln!("summary cache unavailable: {e}"),
+    let stored = if ttl > 0 { keys.pop().and(heads.pop().flatten()) } else { None };
+    let entry = stored.as_deref().and_then(Entry::decode);
+    let state = Pending::state(&Pending::headers(&keys, &heads).map_err(unavailable)?);
+    let earlier = match entry.as_ref().map(|e| e.serve(&summary, &state, now, ttl_ms)) {
+        Some(Use::Hit(body)) => {
+            count_sampled(Cache::Hit);
+            return Ok((Cache::Hit, body.to_vec()));
         }
-    }
-    if let Some(body) = cached_answer.as_deref().and_then(|e| read_answer(e, &summary, &state, now, ttl * 1_000)) {
-        count_sampled_hit();
-        return Ok((Cache::Hit, body.to_vec()));
-    }
+        Some(Use::Extend(total)) => Some(total),
+        Some(Use::Stale) | None => None,
+    };
 
-    // Computed: the journal's items in full now (a store that read whole
-    // values the first time gave them already: a cut one is its header only).
+    // The journal's items in full now (a store that read whole values the
+    // first time gave them already: a cut one is its header only).
     let whole = heads.iter().flatten().all(|v| v.len() > HEADER);
     let journals = if whole { heads } else { kv.get_many(&keys).map_err(unavailable)? };
-    let pending = Pending::decode(&keys, &journals).map_err(unavailable)?;
-    let (cache, aggregate, folded_to_keep) = match (ttl, cached_folded) {
-        (0, _) => (Cache::Bypass, window_aggregate(kv, &summary, &pending).map_err(unavailable)?.total, None),
-        (_, Some(folded)) if Pending::folded_state(&pending.headers) == folded_state => {
-            (Cache::Partial, with_pending(&folded, &summary, &pending), None)
+    // Only what was appended since the entry, while the journal holds it all.
+    let since = match (&entry, earlier) {
+        (Some(entry), Some(total)) => Pending::since(&keys, &journals, &entry.state).map_err(unavailable)?.map(|since| (total, since)),
+        _ => None,
+    };
+    let (cache, total, state) = match since {
+        _ if ttl == 0 => {
+            let pending = Pending::decode(&keys, &journals).map_err(unavailable)?;
+            (Cache::Bypass, window_aggregate(kv, &summary, &pending).map_err(unavailable)?, String::new())
         }
+        Some((earlier, since)) => (Cache::Partial, with_items(&earlier, &summary, &since), Pending::state(&since.headers)),
+        None => {
+            let pending = Pending::decode(&keys, &journals).map_err(unavailable)?;
+            (Cache::Miss, window_aggregate(kv, &summary, &pending).map_err(unavailable)?, Pending::state(&pending.headers))
+        }
+    };
+
+    let mut body = summary.report(&total, now);
+    let mut redis = None;
+    let context = match entry.as_ref().and_then(|e| Some((e.context(now)?, e.context_until_ms))) {
+        Some((data, fresh_until_ms)) => external::Context { data, fresh_until_ms },
+        None => {
+            redis = Redis::connect().map_err(|e| eprintln!("summary cache unavailable: {e}")).ok();
+            external::context(redis.as_ref(), &summary.metric_type)?
+        }
+    };
+    body["external_data"] = context.data;
+    let body = body.to_string().into_bytes();
+    match cache {
+        Cache::Partial => count_sampled(cache),
         _ => {
-            let window = window_aggregate(kv, &summary, &pending).map_err(unavailable)?;
-            (Cache::Miss, window.total, window.folded)
-        }
-    };
-    let mut body = summary.report(&aggregate, now);
-    body["external_data"] = external::context(redis.as_ref(), &summary.metric_type, cached_context)?;
-    let body = body.to_string();
-    if cache == Cache::Bypass {
-        Tally::one(Family::Summaries, "bypass").send(redis.as_ref());
-        return Ok((cache, body.into_bytes()));
-    }
-    // The journal state the answer holds: the one read just now.
-    let state = Pending::state(&pending.headers);
-    let folded_state = Pending::folded_state(&pending.headers);
-    let answer = encode_answer(&summary, &state, now, body.as_bytes());
-    let replaced = stored_answer.as_deref().and_then(computed_at).max(cached_answer.as_deref().and_then(computed_at));
-    let placement = placement(replaced, now, kv.cheap_writes());
-    // Of the requests that computed this answer, one stores it.
-    let fill = format!("{}{}", admitted_prefix, fill_key(&summary, &state));
-    let stores = match &redis {
-        Some(redis) => {
-            let folded = folded_to_keep.as_ref().map(|a| encode_folded(&folded_state, a));
-            let counted = field(Family::Summaries, if cache == Cache::Partial { "partial" } else { "miss" });
-            let (lock_ms, keep_ms) = (FILL_LOCK_MS.to_string(), folded_ttl_ms(&summary, ttl, now).to_string());
-            let empty: &[u8] = b"";
-            let args: [&[u8]; 6] = [
-                counted.as_bytes(),
-                lock_ms.as_bytes(),
-                if folded.is_some() { keep_ms.as_bytes() } else { empty },
-                folded.as_deref().unwrap_or(empty),
-                if placement == Placement::Redis { keep_ms.as_bytes() } else { empty },
-                if placement == Placement::Redis { answer.as_slice() } else { empty },
-            ];
-            let keys = [COUNTERS_KEY, fill.as_str(), folded_key.as_str(), cached_answer_key.as_str()];
-            redis.eval_ints(FILL_SCRIPT, &keys, &args).map(|r| r == [1]).unwrap_or_else(|e| {
-                eprintln!("summary cache write failed: {e}");
-                true
-            })
-        }
-        None => true,
-    };
-    // Without Redis the store is the only place for it.
-    if stores && (placement == Placement::Store || redis.is_none()) {
-        if let Err(e) = kv.set(&answer_key, &answer) {
-            eprintln!("summary cache write failed: {e}");
+            let redis = redis.or_else(|| Redis::connect().ok());
+            Tally::one(Family::Summaries, cache.label()).send(redis.as_ref());
         }
     }
-    Ok((cache, body.into_bytes()))
+    if cache == Cache::Bypass || !worth_keeping(cache == Cache::Miss, entry.as_ref().map(|e| e.computed_at_ms), now, kv.cheap_writes()) {
+        return Ok((cache, body));
+    }
+    let kept = Entry::new(&summary, &state, &total, now, context.fresh_until_ms, body);
+    keep(kv, &answer_key(&summary), stored.as_deref(), &kept.encode());
+    Ok((cache, kept.body))
+}
+
+/// Writes `entry` under `key` if the store still holds what this request
+/// read there (`read`), in one compare-and-swap attempt: of the requests
+/// that computed an answer from the same entry, one keeps it. Losing
+/// costs nothing but a cache write.
+fn keep(kv: &mut impl Kv, key: &str, read: Option<&[u8]>, entry: &[u8]) {
+    let written = kv.watch(key).and_then(|(cas, current)| match current.as_deref() == read {
+        true => kv.swap(cas, entry).map(|swap| matches!(swap, Swap::Written)),
+        false => Ok(false),
+    });
+    if let Err(e) = written {
+        eprintln!("summary cache write failed: {e}");
+    }
 }

@@ -158,7 +158,7 @@ mod tests {
         assert_eq!(all.metrics.len(), 600);
         let request = crate::summary::SummaryRequest::parse(&crate::query::Query::parse("type=visit").unwrap(), NOW).unwrap();
         let pending = crate::pending::Pending::read(&mut store, "visit").unwrap();
-        assert_eq!(crate::summary::window_aggregate(&mut store, &request, &pending).unwrap().total.count, 1_200, "still counted");
+        assert_eq!(crate::summary::window_aggregate(&mut store, &request, &pending).unwrap().count, 1_200, "still counted");
         assert!(store.value("user:ann").is_none() && store.value("user:bob").is_some());
     }
 }

@@ -232,7 +232,7 @@ mod tests {
         let mut reader = store.request();
         let request = crate::summary::SummaryRequest::parse(&crate::query::Query::parse("type=cpu").unwrap(), NOW).unwrap();
         let pending = crate::pending::Pending::read(&mut reader, "cpu").unwrap();
-        assert_eq!(crate::summary::window_aggregate(&mut reader, &request, &pending).unwrap().total.count, 480, "aggregates are kept");
+        assert_eq!(crate::summary::window_aggregate(&mut reader, &request, &pending).unwrap().count, 480, "aggregates are kept");
         // Nothing more to do until time moves on.
         assert_eq!(sweep_step(&mut store.request(), "cpu", expiry).unwrap().chunks, 0);
     }
@@ -270,6 +270,6 @@ mod tests {
         let mut reader = store.request();
         let request = crate::summary::SummaryRequest::parse(&crate::query::Query::parse("type=cpu").unwrap(), NOW).unwrap();
         let pending = crate::pending::Pending::read(&mut reader, "cpu").unwrap();
-        assert_eq!(crate::summary::window_aggregate(&mut reader, &request, &pending).unwrap().total.count, 3_248);
+        assert_eq!(crate::summary::window_aggregate(&mut reader, &request, &pending).unwrap().count, 3_248);
     }
 }

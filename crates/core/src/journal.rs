@@ -57,6 +57,30 @@ struct Body {
     trimmed: Vec<u64>,
 }
 
+/// A stored [`Metric`] read without copying its text (same fields, same order).
+#[derive(Deserialize)]
+struct MetricView<'a> {
+    id: &'a str,
+    metric_type: &'a str,
+    value: f64,
+    timestamp_ms: i64,
+    user_id: Option<&'a str>,
+    properties: Option<&'a str>,
+}
+
+impl MetricView<'_> {
+    fn to_metric(&self) -> Metric {
+        Metric {
+            id: self.id.to_string(),
+            metric_type: self.metric_type.to_string(),
+            value: self.value,
+            timestamp_ms: self.timestamp_ms,
+            user_id: self.user_id.map(str::to_string),
+            properties: self.properties.map(str::to_string),
+        }
+    }
+}
+
 /// The two numbers that say what a shard holds, readable without decoding its items.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub struct Header {
@@ -191,6 +215,33 @@ impl Journal {
         self.next_seq() - 1
     }
 
+    /// The items of an encoded shard with a `seq` of at least `from_seq`,
+    /// decoding only those: the ones before are read as borrowed text and
+    /// skipped, so a reader that knows what it saw before pays for the rest.
+    pub fn items_from(key: &str, bytes: &[u8], from_seq: u64) -> Result<Vec<(u64, Metric)>, StoreError> {
+        let header = Self::read_header(key, bytes)?;
+        let mut at = HEADER;
+        if bytes[0] == MAGIC {
+            take_stamps(key, bytes, &mut at, true)?;
+        }
+        let corrupt = |e: postcard::Error| StoreError::corrupt(key, e);
+        // `Body` is postcard: the item count, the items, then the trimmed ids.
+        let count = take_varint(bytes, &mut at).ok_or_else(|| StoreError::corrupt(key, "journal items are cut short"))?;
+        if header.folded_through.checked_add(count).and_then(|n| n.checked_add(1)) != Some(header.next_seq) {
+            return Err(StoreError::corrupt(key, "journal header does not match its items"));
+        }
+        let mut rest = &bytes[at..];
+        let mut out = Vec::new();
+        for seq in header.folded_through + 1..header.next_seq {
+            let (item, after) = postcard::take_from_bytes::<MetricView>(rest).map_err(corrupt)?;
+            rest = after;
+            if seq >= from_seq {
+                out.push((seq, item.to_metric()));
+            }
+        }
+        Ok(out)
+    }
+
     /// Drops the items up to `seq` (they are folded), remembering their ids.
     pub fn trim_through(&mut self, seq: u64) {
         if seq <= self.folded_through {
@@ -315,6 +366,25 @@ mod tests {
     }
 
     #[test]
+    fn items_from_a_seq_are_the_decoded_journals_tail_in_either_layout() {
+        let mut j = Journal::default();
+        for i in 1..=6 {
+            let mut m = metric(i);
+            m.user_id = (i % 2 == 0).then(|| format!("u{i}"));
+            m.properties = (i == 5).then(|| r#"{"k":"v"}"#.to_string());
+            j.append(m);
+        }
+        j.trim_through(2);
+        for bytes in [j.encode(), unstamped(&j)] {
+            let tail: Vec<(u64, Metric)> = j.numbered().filter(|(s, _)| *s >= 4).map(|(s, m)| (s, m.clone())).collect();
+            assert_eq!(Journal::items_from("k", &bytes, 4).unwrap(), tail);
+            assert_eq!(Journal::items_from("k", &bytes, 0).unwrap().len(), 4, "every item still held");
+            assert!(Journal::items_from("k", &bytes, 7).unwrap().is_empty());
+            assert!(Journal::items_from("k", &bytes[..bytes.len() - 30], 4).is_err(), "cut short");
+        }
+    }
+
+    #[test]
     fn a_shard_is_due_at_each_multiple_of_fold_every() {
         let mut j = Journal::default();
         let due: Vec<u64> = (1..=3 * FOLD_EVERY as u64)
@@ -402,6 +472,7 @@ mod tests {
     #[test]
     fn garbage_is_refused() {
         assert!(Journal::decode("k", b"").is_err());
+        assert!(Journal::items_from("k", &[MAGIC; 20], 0).is_err());
         assert!(Journal::decode("k", &[MAGIC; 20]).is_err());
         assert!(Journal::read_stamps("k", &[MAGIC; 20]).is_err());
         let mut huge = vec![MAGIC];

@@ -167,7 +167,7 @@ pub fn active_users(reader: &mut dyn Reader, request: &ActiveUsersRequest, types
     for metric_type in request.metric_type.iter().chain(types.iter().filter(|_| request.metric_type.is_none())) {
         let pending = Pending::read(reader, metric_type)?;
         for (union, window) in users.iter_mut().zip(windows_aggregates(reader, metric_type, &windows, &pending)?) {
-            if let Some(hll) = &window.total.users {
+            if let Some(hll) = &window.users {
                 union.merge(hll);
             }
         }
@@ -214,7 +214,7 @@ pub fn top_types(reader: &mut dyn Reader, request: &TopTypesRequest, types: &[St
     let mut counts = Vec::new();
     for metric_type in types {
         let pending = Pending::read(reader, metric_type)?;
-        let total = windows_aggregates(reader, metric_type, &[Some(w)], &pending)?.pop().map(|a| a.total).unwrap_or_default();
+        let total = windows_aggregates(reader, metric_type, &[Some(w)], &pending)?.pop().unwrap_or_default();
         if total.count > 0 {
             counts.push((metric_type.clone(), total));
         }
@@ -300,7 +300,7 @@ pub fn series(reader: &mut dyn Reader, request: &SeriesRequest) -> Result<Value,
     let windows: Vec<Option<Window>> =
         request.starts.iter().map(|s| Some(Window { from_second: *s, to_second: s + request.step_seconds })).collect();
     let aggregates = windows_aggregates(reader, &request.metric_type, &windows, &pending)?;
-    let points: Vec<Value> = request.starts.iter().zip(&aggregates).map(|(s, a)| point(*s, &a.total)).collect();
+    let points: Vec<Value> = request.starts.iter().zip(&aggregates).map(|(s, a)| point(*s, a)).collect();
     Ok(json!({"type": request.metric_type, "step_seconds": request.step_seconds, "points": points}))
 }
 

@@ -242,15 +242,6 @@ mod tests {
     }
 }
 
-/// A window's numbers, and the part of them read from folded aggregates
-/// when that part is exactly "everything folded so far" (so a later request
-/// at the same folded state can reuse it and add only the journal).
-#[derive(Debug, Clone, PartialEq)]
-pub struct WindowAggregate {
-    pub total: Aggregate,
-    pub folded: Option<Aggregate>,
-}
-
 /// The buckets covering `window` (or the all-time aggregate).
 fn window_targets(window: Option<Window>) -> Vec<Target> {
     match window {
@@ -272,9 +263,9 @@ fn target_of(window: Option<Window>, positions: &HashMap<Target, usize>, ms: i64
 
 /// The aggregate of `request`'s window: at most a few hundred buckets, plus
 /// the items `pending` (read first) holds that the buckets do not.
-pub fn window_aggregate(reader: &mut dyn Reader, request: &SummaryRequest, pending: &Pending) -> Result<WindowAggregate, StoreError> {
+pub fn window_aggregate(reader: &mut dyn Reader, request: &SummaryRequest, pending: &Pending) -> Result<Aggregate, StoreError> {
     let mut all = windows_aggregates(reader, &request.metric_type, &[request.window], pending)?;
-    Ok(all.pop().unwrap_or(WindowAggregate { total: Aggregate::default(), folded: None }))
+    Ok(all.pop().unwrap_or_default())
 }
 
 /// The aggregates of several windows of one type (`None`: all time), their
@@ -284,7 +275,7 @@ pub fn windows_aggregates(
     metric_type: &str,
     windows: &[Option<Window>],
     pending: &Pending,
-) -> Result<Vec<WindowAggregate>, StoreError> {
+) -> Result<Vec<Aggregate>, StoreError> {
     let targets: Vec<Vec<Target>> = windows.iter().map(|w| window_targets(*w)).collect();
     let keys: Vec<String> = targets.iter().flatten().map(|t| t.key(metric_type)).collect();
     let mut values = reader.get_many(&keys)?.into_iter().zip(keys.iter());
@@ -298,8 +289,7 @@ pub fn windows_aggregates(
             });
         }
         let positions: HashMap<Target, usize> = targets.iter().enumerate().map(|(i, t)| (*t, i)).collect();
-        let mut folded = Aggregate::merged(&buckets);
-        let mut total = folded.clone();
+        let mut total = Aggregate::merged(&buckets);
         for item in &pending.items {
             if let Some(i) = target_of(*window, &positions, item.metric.timestamp_ms) {
                 if item.seq > buckets[i].watermark(item.shard) {
@@ -307,21 +297,19 @@ pub fn windows_aggregates(
                 }
             }
         }
-        let cacheable = !buckets.iter().any(|b| pending.ahead_of_folds(b));
-        folded.watermarks.clear();
-        out.push(WindowAggregate { total, folded: cacheable.then_some(folded) });
+        total.watermarks.clear();
+        out.push(total);
     }
     Ok(out)
 }
 
-/// A cached folded part plus every item `pending` holds in the window: right
-/// when the folded part was computed at the folded state `pending` reports,
-/// since every item still in a journal is then beyond it.
-pub fn with_pending(folded: &Aggregate, request: &SummaryRequest, pending: &Pending) -> Aggregate {
-    let mut total = folded.clone();
-    for item in &pending.items {
-        let inside = request.window.is_none_or(|w| w.contains_ms(item.metric.timestamp_ms));
-        if inside {
+/// `earlier`, the aggregate of `request`'s window at some journal state,
+/// plus the items `since` holds in the window: the aggregate at the later
+/// state, when `since` is what [`Pending::since`] gave for the earlier one.
+pub fn with_items(earlier: &Aggregate, request: &SummaryRequest, since: &Pending) -> Aggregate {
+    let mut total = earlier.clone();
+    for item in &since.items {
+        if request.window.is_none_or(|w| w.contains_ms(item.metric.timestamp_ms)) {
             total.record_metric(&item.metric);
         }
     }
@@ -358,7 +346,7 @@ mod window_tests {
     fn sum(store: &mut MemoryStore, q: &str) -> f64 {
         let request = request(q);
         let pending = Pending::read(store, &request.metric_type).unwrap();
-        window_aggregate(store, &request, &pending).unwrap().total.sum
+        window_aggregate(store, &request, &pending).unwrap().sum
     }
 
     #[test]
@@ -374,16 +362,35 @@ mod window_tests {
         }
     }
 
+    /// The window's aggregate and the journal state it was read at.
+    fn at_state(store: &mut MemoryStore, request: &SummaryRequest) -> (Aggregate, String) {
+        let pending = Pending::read(store, &request.metric_type).unwrap();
+        (window_aggregate(store, request, &pending).unwrap(), Pending::state(&pending.headers))
+    }
+
+    /// What [`Pending::since`] gives for `state` now.
+    fn since(store: &mut MemoryStore, state: &str) -> Option<Pending> {
+        let keys = crate::pending::journal_keys("cpu");
+        let values = store.get_many(&keys).unwrap();
+        Pending::since(&keys, &values, state).unwrap()
+    }
+
     #[test]
-    fn the_folded_part_plus_the_journal_is_the_whole() {
+    fn an_earlier_answer_plus_the_items_since_is_the_whole() {
         let points: Vec<(f64, i64)> = (0..300).map(|i| (i as f64, NOW - i * 7_000)).collect();
-        let mut store = store_in(&points, 2);
-        let q = "type=cpu&period=hourly";
-        let pending = Pending::read(&mut store, "cpu").unwrap();
-        let whole = window_aggregate(&mut store, &request(q), &pending).unwrap();
-        let folded = whole.folded.clone().expect("no fold under way");
-        assert_eq!(with_pending(&folded, &request(q), &pending), whole.total);
-        assert!(folded.count < whole.total.count && folded.count > 0, "some metrics folded, some not");
+        for q in ["type=cpu&period=hourly", "type=cpu", "type=cpu&from=2026-02-18T11:00:00Z&to=2026-02-18T11:30:00Z"] {
+            let mut store = store_in(&points, 2);
+            let request = request(q);
+            let (earlier, state) = at_state(&mut store, &request);
+            let mut later = store.clone();
+            for i in 0..20 {
+                let metric = Metric::new(format!("n{i}"), "cpu", 1_000.0 + i as f64, NOW - i * 60_000);
+                ingest(&mut later, &metric, false, i as usize % 2, None).unwrap();
+            }
+            let since = since(&mut later, &state).expect("the new items are still in the journal");
+            assert_eq!(since.items.len(), 20);
+            assert_eq!(with_items(&earlier, &request, &since), at_state(&mut later, &request).0, "{q}");
+        }
     }
 
     #[test]
@@ -391,32 +398,34 @@ mod window_tests {
         let points: Vec<(f64, i64)> = (0..70).map(|i| (1.0 + i as f64, NOW - i * 1_000)).collect();
         let exact: f64 = points.iter().map(|(v, _)| v).sum();
         let key = crate::keys::journal_key("cpu", 0);
-        let mut uncacheable = 0;
+        let queries = ["type=cpu&period=hourly", "type=cpu", "type=cpu&from=2026-02-18T11:58:00Z&to=2026-02-18T11:59:30Z"];
         for writes in 0..80 {
             // One shard: the 64th append folded, six items wait in the journal.
             let mut store = store_in(&points, 1);
             let journal = crate::journal::Journal::decode(&key, &store.value(&key).unwrap()).unwrap();
             assert_eq!(journal.items.len(), 6);
+            let earlier: Vec<(Aggregate, String)> = queries.iter().map(|q| at_state(&mut store, &request(q))).collect();
             let pending = Pending::read(&mut store, "cpu").unwrap();
             let mut dying = store.request();
             dying.writes_left = Some(writes);
             let finished = crate::fold::fold(&mut dying, "cpu", 0, &journal, None).is_ok();
-            for q in ["type=cpu&period=hourly", "type=cpu", "type=cpu&from=2026-02-18T11:58:00Z&to=2026-02-18T11:59:30Z"] {
+            let metric = Metric::new("late", "cpu", 1_000.0, NOW);
+            ingest(&mut store, &metric, false, 0, None).unwrap();
+            for (q, (earlier, state)) in queries.iter().zip(&earlier) {
                 let request = request(q);
                 let window = window_aggregate(&mut store, &request, &pending).unwrap();
-                if q == "type=cpu&period=hourly" {
-                    assert_eq!((window.total.count, window.total.sum), (70, exact), "died after {writes} writes");
+                if *q == "type=cpu&period=hourly" {
+                    assert_eq!((window.count, window.sum), (70, exact), "died after {writes} writes");
                 }
-                match window.folded {
-                    Some(folded) => assert_eq!(with_pending(&folded, &request, &pending), window.total, "{q}"),
-                    None => uncacheable += 1,
+                let now = at_state(&mut store, &request).0;
+                if let Some(since) = since(&mut store, state) {
+                    assert_eq!(with_items(earlier, &request, &since), now, "{q}, died after {writes} writes");
                 }
             }
             if finished {
                 break;
             }
         }
-        assert!(uncacheable > 0, "some crash points leave a fold under way");
     }
 
     #[test]
@@ -434,7 +443,7 @@ mod window_tests {
         let pending = Pending::read(&mut reader, "cpu").unwrap();
         reader.reads = 0;
         let window = window_aggregate(&mut reader, &request, &pending).unwrap();
-        assert_eq!((window.total.count, window.total.sum), (exact.len() as u64, exact.iter().sum::<f64>()));
+        assert_eq!((window.count, window.sum), (exact.len() as u64, exact.iter().sum::<f64>()));
         assert!(reader.reads < 600, "{} buckets for 20 years", reader.reads);
         assert_eq!(sum(&mut store, "type=cpu"), points.iter().map(|(v, _)| v).sum::<f64>(), "all time");
     }
@@ -449,7 +458,7 @@ mod window_tests {
             let mut reader = store.request();
             let pending = Pending::read(&mut reader, "cpu").unwrap();
             let aggregate = window_aggregate(&mut reader, &q, &pending).unwrap();
-            assert_eq!(aggregate.total.count as i64, n);
+            assert_eq!(aggregate.count as i64, n);
             reader.reads
         };
         assert_eq!(reads(100), reads(5_000));

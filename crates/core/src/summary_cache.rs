@@ -1,36 +1,38 @@
-//! The summary cache.
+//! The summary cache: one entry per window in the durable store.
 //!
 //! A summary first reads the type's journal headers (which say exactly which
-//! metrics exist) and, in the same store read, the last answer kept in the
-//! store for its window: if that answer was computed at the current journal
-//! state it is served as is (a HIT), without opening Redis at all. That is
-//! what keeps a cached summary cheap under Spin, which opens a new Redis
-//! connection for every request that uses one. Answers in the store are a
-//! bounded set of keys per type (one per named period, [`RANGE_SLOTS`] for
-//! explicit ranges, each overwritten), and are only ever a copy of what the
-//! aggregates say.
+//! metrics exist) and, in the same store read, the window's entry: the last
+//! answer, the window's aggregate it was made from, the journal state both
+//! hold, and until when the upstream context inside the answer may be
+//! reused. Then:
+//! - the entry is at the current journal state: its answer is served as is
+//!   (a HIT);
+//! - metrics were appended since, and the journal still holds every one of
+//!   them: they are added to the entry's aggregate (a PARTIAL), decoding
+//!   only them, with no bucket read;
+//! - otherwise the window's buckets are read (a MISS) and a new entry kept.
 //!
-//! Where a new answer goes is a cost decision ([`placement`]): on Spin's
-//! SQLite store every write is a durable commit that every other request
-//! queues behind, worth it only for an answer that will serve many hits.
-//! So an answer goes to the store when the one it replaces lived at least
-//! [`STABLE_MS`] (or the store's writes are cheap), and otherwise to Redis,
-//! where the next request looks when the store had nothing current.
+//! None of it opens Redis, which is what keeps summaries cheap under Spin:
+//! Spin opens a new Redis connection for every request that uses one, and
+//! that costs more than the rest of a cached summary. Redis is asked only
+//! for the upstream context, once per context TTL per window.
 //!
-//! When the answer is stale, Redis (which may be lost at any time) supplies
-//! the window's folded part (its aggregates, tagged with the folded state they
-//! hold) and the upstream context in one `MGET`. If the folded part is still
-//! at the current folded state, only the journal's items are added to it (a
-//! PARTIAL): no aggregate is read again while metrics keep arriving. Every
-//! answer includes every acknowledged metric, cached or not.
+//! Entries are a bounded set of keys per type (one per named period,
+//! [`RANGE_SLOTS`] for explicit ranges, each overwritten), only ever a copy
+//! of what the aggregates and the journal say, written with one
+//! compare-and-swap attempt against the entry read (so of the requests
+//! that computed an answer from the same entry, one writes it). On Spin's
+//! SQLite store every write is a durable commit every other request queues
+//! behind, so an answer made by adding new metrics is kept only when the
+//! entry it replaces lived at least [`STABLE_MS`] ([`worth_keeping`]).
+//! Every answer includes every acknowledged metric, cached or not.
 //!
-//! The upstream context is cached on its own, per type (`context:{type}`),
-//! so the upstream sees one call per type per context TTL however many
-//! summaries are computed.
+//! The upstream context is cached on its own in Redis, per type
+//! (`context:{type}`), so the upstream sees one call per type per context
+//! TTL however many summaries are computed.
 
 use crate::aggregate::Aggregate;
 use crate::summary::SummaryRequest;
-use crate::time::MS_PER_SECOND;
 
 /// Key-value slots per type for answers over explicit ranges.
 pub const RANGE_SLOTS: u64 = 16;
@@ -43,7 +45,7 @@ fn window_id(request: &SummaryRequest) -> String {
     }
 }
 
-/// The key-value key of the last answer for `request`'s window.
+/// The key-value key of the entry for `request`'s window.
 pub fn answer_key(request: &SummaryRequest) -> String {
     match request.period {
         crate::summary::Period::Range => {
@@ -52,16 +54,6 @@ pub fn answer_key(request: &SummaryRequest) -> String {
         }
         period => format!("answer:{}:{}", request.metric_type, period.name()),
     }
-}
-
-/// The Redis key of the window's last answer (when it did not go to the store).
-pub fn cache_answer_key(request: &SummaryRequest) -> String {
-    format!("summary:{}:{}:answer", request.metric_type, window_id(request))
-}
-
-/// The Redis key of the window's folded part.
-pub fn folded_key(request: &SummaryRequest) -> String {
-    format!("summary:{}:{}:folded", request.metric_type, window_id(request))
 }
 
 pub fn context_key(metric_type: &str) -> String {
@@ -73,114 +65,116 @@ pub fn context_refresh_key(metric_type: &str) -> String {
     format!("context:{metric_type}:refresh")
 }
 
-/// Held by the one request that stores a new answer for a window and state,
-/// so concurrent misses do not all write the same answer.
-pub fn fill_key(request: &SummaryRequest, state: &str) -> String {
-    format!("fill:{}:{}:{state}", request.metric_type, window_id(request))
-}
-
-/// `KEYS`: the application's counters, the fill lock, the folded part, the
-/// answer. `ARGV`: the counter field of this answer (see
-/// [`crate::app_metrics`]), the lock's TTL (ms), the folded part's TTL (ms,
-/// empty: none) and value, the answer's TTL (ms, empty: not in Redis) and
-/// value. Counts the answer, stores what it is given, and returns 1 if this
-/// request got the lock (and so stores the answer in the store, if anyone).
-pub const FILL_SCRIPT: &str = r#"
-redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[4], 'PX', ARGV[3]) end
-if ARGV[5] ~= '' then redis.call('SET', KEYS[4], ARGV[6], 'PX', ARGV[5]) end
-if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then return 1 end
-return 0
-"#;
-
-/// An answer that replaced one at least this old is worth a write to a
-/// store whose writes are expensive.
+/// An entry that replaced one at least this old is worth a write to a store
+/// whose writes are expensive, when it was made by adding new metrics.
 pub const STABLE_MS: i64 = 250;
 
-/// Where a new answer is kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Placement {
-    /// In the store, read with the journal headers: free to hit, a write to keep.
-    Store,
-    /// In Redis: cheap to keep, a Redis round trip to hit.
-    Redis,
+/// First byte of an entry (entries of earlier layouts are not read).
+const ENTRY_LAYOUT: u8 = 0xE2;
+
+/// A window's cache entry, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    window: String,
+    /// The journal state the answer and `total` hold ([`crate::pending::Pending::state`]).
+    pub state: String,
+    pub computed_at_ms: i64,
+    /// Until when the upstream context inside `body` may be served again
+    /// (0: it is a fallback, never reused).
+    pub context_until_ms: i64,
+    /// The window's aggregate at `state`, encoded.
+    total: Vec<u8>,
+    /// The answer, serialised JSON.
+    pub body: Vec<u8>,
 }
 
-/// Where the answer computed at `now_ms` goes, given when the answer it
-/// replaces was computed (if there was one) and whether the store's writes
-/// are cheap (a Redis store) or durable commits (Spin's key-value store).
-///
-/// Only answers replaced within [`STABLE_MS`] (metrics keep arriving) go to
-/// Redis. With none to replace, the store takes it: a trailing window (a
-/// new one every second) then keeps its answer in the store, where a hit
-/// costs no Redis connection, at one store write a second.
-pub fn placement(replaced_computed_at_ms: Option<i64>, now_ms: i64, cheap_writes: bool) -> Placement {
-    match replaced_computed_at_ms {
-        Some(at) if !cheap_writes && now_ms - at < STABLE_MS => Placement::Redis,
-        _ => Placement::Store,
+/// How an entry serves a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Use<'a> {
+    /// The answer, computed at the current state.
+    Hit(&'a [u8]),
+    /// The window's aggregate at the entry's state: add what was appended since.
+    Extend(Aggregate),
+    /// Nothing usable.
+    Stale,
+}
+
+impl Entry {
+    /// The entry of an answer computed at `computed_at_ms` from `total`, the
+    /// window's aggregate at journal state `state`.
+    pub fn new(request: &SummaryRequest, state: &str, total: &Aggregate, computed_at_ms: i64, context_until_ms: i64, body: Vec<u8>) -> Entry {
+        Entry { window: window_id(request), state: state.to_string(), computed_at_ms, context_until_ms, total: total.encode(), body }
+    }
+
+    /// Layout byte, a tag line (`window state computed_at context_until`),
+    /// the aggregate's length (4 bytes, little endian), the aggregate, the body.
+    pub fn encode(&self) -> Vec<u8> {
+        let tag = format!("{} {} {} {}", self.window, self.state, self.computed_at_ms, self.context_until_ms);
+        let mut out = Vec::with_capacity(1 + tag.len() + 5 + self.total.len() + self.body.len());
+        out.push(ENTRY_LAYOUT);
+        out.extend_from_slice(tag.as_bytes());
+        out.push(b'\n');
+        out.extend_from_slice(&(self.total.len() as u32).to_le_bytes());
+        out.extend_from_slice(&self.total);
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    /// `None` for anything but an entry of this layout.
+    pub fn decode(bytes: &[u8]) -> Option<Entry> {
+        let rest = bytes.strip_prefix(&[ENTRY_LAYOUT])?;
+        let newline = rest.iter().position(|b| *b == b'\n')?;
+        let tag = std::str::from_utf8(&rest[..newline]).ok()?;
+        let mut parts = tag.split(' ');
+        let (window, state) = (parts.next()?, parts.next()?);
+        let computed_at_ms = parts.next()?.parse().ok()?;
+        let context_until_ms = parts.next()?.parse().ok()?;
+        if parts.next().is_some() {
+            return None;
+        }
+        let rest = &rest[newline + 1..];
+        let length = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        let total = rest.get(4..4usize.checked_add(length)?)?;
+        Some(Entry {
+            window: window.to_string(),
+            state: state.to_string(),
+            computed_at_ms,
+            context_until_ms,
+            total: total.to_vec(),
+            body: rest[4 + length..].to_vec(),
+        })
+    }
+
+    /// What this entry is worth to `request` at journal state `state`, at
+    /// `now_ms` with entries kept `ttl_ms`.
+    pub fn serve(&self, request: &SummaryRequest, state: &str, now_ms: i64, ttl_ms: u64) -> Use<'_> {
+        if self.window != window_id(request) || now_ms - self.computed_at_ms >= ttl_ms as i64 {
+            Use::Stale
+        } else if self.state == state {
+            Use::Hit(&self.body)
+        } else {
+            Aggregate::decode(&self.total).map_or(Use::Stale, Use::Extend)
+        }
+    }
+
+    /// The upstream context inside the answer (its `external_data`), if it
+    /// may still be served at `now_ms`.
+    pub fn context(&self, now_ms: i64) -> Option<serde_json::Value> {
+        if now_ms >= self.context_until_ms {
+            return None;
+        }
+        let mut body: serde_json::Value = serde_json::from_slice(&self.body).ok()?;
+        Some(body.get_mut("external_data")?.take())
     }
 }
 
-/// When the answer in `entry` was computed (whatever its window or state).
-pub fn computed_at(entry: &[u8]) -> Option<i64> {
-    let newline = entry.iter().position(|b| *b == b'\n')?;
-    std::str::from_utf8(&entry[..newline]).ok()?.rsplit(' ').next()?.parse().ok()
-}
-
-/// `tag`, a newline, then the payload.
-fn tagged(tag: &str, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(tag.len() + 1 + payload.len());
-    out.extend_from_slice(tag.as_bytes());
-    out.push(b'\n');
-    out.extend_from_slice(payload);
-    out
-}
-
-/// The payload of `entry` if it was tagged with `tag`.
-fn untag<'a>(entry: &'a [u8], tag: &str) -> Option<&'a [u8]> {
-    entry.strip_prefix(tag.as_bytes())?.strip_prefix(b"\n")
-}
-
-/// The tag of an answer: its window, the journal state it was computed at,
-/// and when (so an entry older than the cache TTL is not served).
-fn answer_tag(request: &SummaryRequest, state: &str, computed_at_ms: i64) -> String {
-    format!("{} {state} {computed_at_ms}", window_id(request))
-}
-
-/// An answer entry for the key-value store.
-pub fn encode_answer(request: &SummaryRequest, state: &str, computed_at_ms: i64, body: &[u8]) -> Vec<u8> {
-    tagged(&answer_tag(request, state, computed_at_ms), body)
-}
-
-/// The cached body, if the entry is for `request`'s window, at journal
-/// state `state`, and younger than `ttl_ms`.
-pub fn read_answer<'a>(entry: &'a [u8], request: &SummaryRequest, state: &str, now_ms: i64, ttl_ms: u64) -> Option<&'a [u8]> {
-    let newline = entry.iter().position(|b| *b == b'\n')?;
-    let tag = std::str::from_utf8(&entry[..newline]).ok()?;
-    let mut parts = tag.rsplitn(2, ' ');
-    let computed_at: i64 = parts.next()?.parse().ok()?;
-    let expected = format!("{} {state}", window_id(request));
-    (parts.next()? == expected && now_ms - computed_at < ttl_ms as i64).then(|| &entry[newline + 1..])
-}
-
-/// The folded part for Redis, tagged with the folded state it holds.
-pub fn encode_folded(folded_state: &str, aggregate: &Aggregate) -> Vec<u8> {
-    tagged(folded_state, &aggregate.encode())
-}
-
-/// The cached folded part, if it holds exactly folded state `folded_state`.
-pub fn read_folded(entry: &[u8], folded_state: &str) -> Option<Aggregate> {
-    Aggregate::decode(untag(entry, folded_state)?).ok()
-}
-
-/// How long Redis keeps a window's folded part. A trailing window (one
-/// ending now) moves on within a second, so its part is kept only briefly.
-pub fn folded_ttl_ms(request: &SummaryRequest, cache_ttl_seconds: u64, now_ms: i64) -> u64 {
-    let full = cache_ttl_seconds * 1_000;
-    match request.window {
-        Some(w) if w.to_second * MS_PER_SECOND > now_ms - 2 * MS_PER_SECOND => full.min(5_000),
-        _ => full,
-    }
+/// Whether a new answer is worth a store write: one computed from the
+/// buckets always is (it saves the next request that read); one made by
+/// adding new metrics to an entry only where writes are cheap, or when the
+/// entry it replaces lived at least [`STABLE_MS`] (metrics are not arriving
+/// faster than that, so hits will follow).
+pub fn worth_keeping(from_buckets: bool, replaced_computed_at_ms: Option<i64>, now_ms: i64, cheap_writes: bool) -> bool {
+    from_buckets || cheap_writes || replaced_computed_at_ms.is_none_or(|at| now_ms - at >= STABLE_MS)
 }
 
 /// A cached upstream context and when it was fetched.
@@ -230,49 +224,55 @@ mod tests {
             .map(|i| answer_key(&request(&format!("type=cpu&from=2026-01-01T00:00:00Z&to=2026-01-02T00:{:02}:{:02}Z", i / 60, i % 60))))
             .collect();
         assert!(slots.len() <= RANGE_SLOTS as usize && slots.len() > 1, "{}", slots.len());
-        assert_eq!(folded_key(&request("type=cpu")), "summary:cpu:all:folded");
     }
 
-    #[test]
-    fn answers_are_served_only_for_their_window_state_and_age() {
-        let hourly = request("type=cpu&period=hourly");
-        let entry = encode_answer(&hourly, "3,4", NOW, b"{}");
-        assert_eq!(read_answer(&entry, &hourly, "3,4", NOW + 10, 5_000), Some(&b"{}"[..]));
-        assert_eq!(read_answer(&entry, &hourly, "3,5", NOW, 5_000), None, "a metric arrived since");
-        assert_eq!(read_answer(&entry, &hourly, "3", NOW, 5_000), None);
-        assert_eq!(read_answer(&entry, &hourly, "3,4", NOW + 5_000, 5_000), None, "older than the TTL");
-        let later = SummaryRequest::parse(&Query::parse("type=cpu&period=hourly").unwrap(), NOW + 1_000).unwrap();
-        assert_eq!(read_answer(&entry, &later, "3,4", NOW, 5_000), None, "the window moved on");
-        assert_eq!(read_answer(b"junk", &hourly, "3,4", NOW, 5_000), None);
-    }
-
-    #[test]
-    fn answers_that_lived_long_go_to_the_store_the_others_to_redis() {
-        let entry = encode_answer(&request("type=cpu&period=hourly"), "3,4", NOW - 2_000, b"{}");
-        assert_eq!(computed_at(&entry), Some(NOW - 2_000));
-        assert_eq!(computed_at(b"junk"), None);
-        assert_eq!(placement(computed_at(&entry), NOW, false), Placement::Store);
-        assert_eq!(placement(Some(NOW - 10), NOW, false), Placement::Redis, "replaced within 10 ms: metrics keep arriving");
-        assert_eq!(placement(None, NOW, false), Placement::Store, "nothing kept yet, for this window or its period");
-        assert_eq!(placement(Some(NOW - 10), NOW, true), Placement::Store, "a Redis store's writes are cheap");
-    }
-
-    #[test]
-    fn folded_parts_are_used_only_at_their_folded_state() {
+    fn total() -> Aggregate {
         let mut a = Aggregate::default();
         a.record(2.0, 5);
-        let entry = encode_folded("1,2", &a);
-        assert_eq!(read_folded(&entry, "1,2"), Some(a));
-        assert_eq!(read_folded(&entry, "1,3"), None, "folded since");
-        assert_eq!(read_folded(b"1,2\njunk", "1,2"), None);
+        a
     }
 
     #[test]
-    fn trailing_windows_keep_their_folded_part_briefly() {
-        assert_eq!(folded_ttl_ms(&request("type=cpu&period=daily"), 300, NOW), 5_000);
-        assert_eq!(folded_ttl_ms(&request("type=cpu"), 300, NOW), 300_000);
-        let old = request("type=cpu&from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z");
-        assert_eq!(folded_ttl_ms(&old, 300, NOW), 300_000);
+    fn entries_round_trip_and_refuse_anything_else() {
+        let hourly = request("type=cpu&period=hourly");
+        let entry = Entry::new(&hourly, "3,4", &total(), NOW, NOW + 30_000, br#"{"count":1}"#.to_vec());
+        assert_eq!(Entry::decode(&entry.encode()), Some(entry.clone()));
+        let bytes = entry.encode();
+        for cut in 0..bytes.len() - entry.body.len() {
+            assert_eq!(Entry::decode(&bytes[..cut]), None, "cut at {cut}");
+        }
+        assert_eq!(Entry::decode(b"hourly 3,4 1\n{}"), None, "an answer of an earlier layout");
+    }
+
+    #[test]
+    fn an_entry_is_a_hit_at_its_state_extended_at_another_and_stale_when_old_or_moved_on() {
+        let hourly = request("type=cpu&period=hourly");
+        let entry = Entry::new(&hourly, "3,4", &total(), NOW, 0, b"{}".to_vec());
+        assert_eq!(entry.serve(&hourly, "3,4", NOW + 10, 5_000), Use::Hit(b"{}"));
+        assert_eq!(entry.serve(&hourly, "3,5", NOW + 10, 5_000), Use::Extend(total()), "a metric arrived since");
+        assert_eq!(entry.serve(&hourly, "3,4", NOW + 5_000, 5_000), Use::Stale, "older than the TTL");
+        let later = SummaryRequest::parse(&Query::parse("type=cpu&period=hourly").unwrap(), NOW + 1_000).unwrap();
+        assert_eq!(entry.serve(&later, "3,4", NOW + 1_000, 5_000), Use::Stale, "the window moved on");
+    }
+
+    #[test]
+    fn the_context_inside_an_answer_is_reused_until_its_time() {
+        let hourly = request("type=cpu&period=hourly");
+        let body = br#"{"count":1,"external_data":{"status":"success","external_metric_context":{"a":1}}}"#.to_vec();
+        let entry = Entry::new(&hourly, "3", &total(), NOW, NOW + 30_000, body);
+        assert_eq!(entry.context(NOW + 29_999), Some(serde_json::json!({"status":"success","external_metric_context":{"a":1}})));
+        assert_eq!(entry.context(NOW + 30_000), None);
+        let fallback = Entry::new(&hourly, "3", &total(), NOW, 0, br#"{"external_data":{"status":"fallback"}}"#.to_vec());
+        assert_eq!(fallback.context(NOW), None, "a fallback is never reused");
+    }
+
+    #[test]
+    fn answers_from_the_folded_part_are_kept_only_when_they_pay() {
+        assert!(worth_keeping(true, Some(NOW - 10), NOW, false), "from the buckets: always");
+        assert!(!worth_keeping(false, Some(NOW - 10), NOW, false), "replaced within 10 ms: metrics keep arriving");
+        assert!(worth_keeping(false, Some(NOW - STABLE_MS), NOW, false));
+        assert!(worth_keeping(false, None, NOW, false));
+        assert!(worth_keeping(false, Some(NOW - 10), NOW, true), "a Redis store's writes are cheap");
     }
 
     #[test]

@@ -29,7 +29,7 @@ fn totals(store: &MemoryStore, t: &str) -> (u64, f64) {
     let request = SummaryRequest::parse(&Query::parse(&format!("type={t}")).unwrap(), NOW).unwrap();
     let pending = Pending::read(&mut reader, t).unwrap();
     let window = window_aggregate(&mut reader, &request, &pending).unwrap();
-    (window.total.count, window.total.sum)
+    (window.count, window.sum)
 }
 
 /// Every id a full listing of `t` returns, page by page.
