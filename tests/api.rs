@@ -1,7 +1,8 @@
 //! The application contract, end to end through the project's host. Every
-//! test runs three times: on the embedded Redis and on a real
-//! `redis-server` with the metrics in the SQLite key-value store, and with
-//! the metrics on a second `redis-server` the app talks to directly.
+//! test runs four times: on the embedded Redis and on a real
+//! `redis-server` with the metrics in the SQLite key-value store, with the
+//! metrics on a second `redis-server` the app talks to directly, and with
+//! the metrics in PostgreSQL (a database of its own on a private server).
 
 /// Declares `async fn name(backend: Backend)` tests as one test per backend.
 macro_rules! on_both_redis {
@@ -19,6 +20,10 @@ macro_rules! on_both_redis {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn redis_store() {
                     super::$name(support::api::Backend::RedisStore).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres_store() {
+                    super::$name(support::api::Backend::PostgresStore).await
                 }
             }
         )*

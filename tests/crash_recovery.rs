@@ -6,8 +6,10 @@
 //! id is stored exactly once: the summary's count and sum are exact and the
 //! listing holds each id once. Run on both host store modes (SQLite with a
 //! shared transaction; SQLite as Spin keeps it), on Spin's key-value store
-//! backed by Redis (with and without Spin v4.0.2's defects), and on a Redis
-//! the app talks to directly (`store_backend = "redis"`).
+//! backed by Redis (with and without Spin v4.0.2's defects), on a Redis
+//! the app talks to directly (`store_backend = "redis"`), and on PostgreSQL
+//! (`store_backend = "postgres"`, a private server; the crash points count
+//! the guests' PostgreSQL statements that write).
 //!
 //! `CRASH_POINTS=N` runs N crash points per store kind instead of the test
 //! command's few (`cargo xtask bench --crash` runs many).
@@ -22,6 +24,7 @@ use serde_json::json;
 use support::api::timestamp_seconds_ago;
 use support::host_process::HostProcess;
 use support::http_client::Connection;
+use support::postgres_server::{self, PostgresServer};
 use support::redis_server::{self, RedisServer};
 
 const CONNECTIONS: usize = 16;
@@ -38,6 +41,7 @@ enum StoreKind {
     Redis,
     RedisSpinV4_0_2,
     DirectRedis,
+    Postgres,
 }
 
 /// The store a run's two host processes share.
@@ -45,13 +49,15 @@ struct Store {
     kind: StoreKind,
     dir: tempfile::TempDir,
     redis: Option<RedisServer>,
+    postgres: Option<PostgresServer>,
 }
 
 impl Store {
     fn new(kind: StoreKind) -> Store {
         let dir = tempfile::tempdir().expect("temp dir");
         let redis = matches!(kind, StoreKind::Redis | StoreKind::RedisSpinV4_0_2 | StoreKind::DirectRedis).then(RedisServer::start);
-        Store { kind, dir, redis }
+        let postgres = matches!(kind, StoreKind::Postgres).then(PostgresServer::start);
+        Store { kind, dir, redis, postgres }
     }
 
     fn host_args(&self) -> Vec<String> {
@@ -77,6 +83,13 @@ impl Store {
             StoreKind::DirectRedis => {
                 let url = self.redis.as_ref().map(RedisServer::url).unwrap_or_default();
                 for (name, value) in [("store_backend", "redis".to_string()), ("store_redis_url", url.clone()), ("redis_url", url)] {
+                    args.extend(["--variable".to_string(), format!("{name}={value}")]);
+                }
+            }
+            StoreKind::Postgres => {
+                let server = self.postgres.as_ref().expect("the run's PostgreSQL");
+                let allowed = format!("postgres://127.0.0.1:{}", server.port());
+                for (name, value) in [("store_backend", "postgres".to_string()), ("store_postgres_url", server.url("postgres")), ("store_postgres_allowed_host", allowed)] {
                     args.extend(["--variable".to_string(), format!("{name}={value}")]);
                 }
             }
@@ -254,6 +267,9 @@ async fn recovers_on(kind: StoreKind) {
     if matches!(kind, StoreKind::Redis | StoreKind::RedisSpinV4_0_2 | StoreKind::DirectRedis) {
         assert!(redis_server::available(), "redis-server is not installed (apt-get install redis-server)");
     }
+    if matches!(kind, StoreKind::Postgres) {
+        assert!(postgres_server::available(), "the PostgreSQL server is not installed (apt-get install postgresql)");
+    }
     let store = Store::new(kind);
     for (run, crash) in crashes().into_iter().enumerate() {
         crash_and_recover(&store, crash, run).await;
@@ -283,4 +299,9 @@ async fn every_id_is_stored_once_after_crashes_on_spin_v4_0_2s_redis_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_id_is_stored_once_after_crashes_on_a_redis_spoken_to_directly() {
     recovers_on(StoreKind::DirectRedis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_id_is_stored_once_after_crashes_on_postgres() {
+    recovers_on(StoreKind::Postgres).await;
 }

@@ -1,7 +1,8 @@
 //! Scale-out: several `spin-host` processes share one `redis-server` for the
 //! key-value store (runtime config `type = "redis"`) and another for the
 //! losable state, as replicas do under docker compose or SpinKube. Run with
-//! a correct Redis store and with Spin v4.0.2's defects reproduced.
+//! a correct Redis store and with Spin v4.0.2's defects reproduced, and with
+//! the metrics in one PostgreSQL (`store_backend = "postgres"`) instead.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use serde_json::json;
 use support::api::timestamp_seconds_ago;
 use support::host_process::HostProcess;
 use support::http_client::Connection;
+use support::postgres_server::PostgresServer;
 use support::redis_server::RedisServer;
 
 const REPLICAS: usize = 3;
@@ -21,10 +23,15 @@ const LIMIT: usize = 40;
 /// Redis connections one replica may hold to each server: one per worker thread.
 const MAX_CONNECTIONS_PER_REPLICA: usize = 2;
 
+/// `defects` naming this runs the replicas on one PostgreSQL instead of a
+/// Redis-backed key-value store.
+const POSTGRES: &str = "postgres";
+
 struct Cluster {
     replicas: Vec<HostProcess>,
     store: RedisServer,
     cache: RedisServer,
+    postgres: Option<PostgresServer>,
     _dir: tempfile::TempDir,
 }
 
@@ -34,6 +41,8 @@ async fn start(defects: &str) -> Cluster {
 
 async fn start_with(defects: &str, extra: &[(&str, &str)]) -> Cluster {
     let (store, cache) = (RedisServer::start(), RedisServer::start());
+    let postgres = (defects == POSTGRES).then(PostgresServer::start);
+    let defects = if defects == POSTGRES { "none" } else { defects };
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("runtime-config.toml");
     std::fs::write(&config, format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"{}\"\n", store.url())).expect("runtime config");
@@ -63,6 +72,12 @@ async fn start_with(defects: &str, extra: &[(&str, &str)]) -> Cluster {
         for (name, value) in extra {
             args.extend(["--variable".to_string(), format!("{name}={value}")]);
         }
+        if let Some(server) = &postgres {
+            let allowed = format!("postgres://127.0.0.1:{}", server.port());
+            for (name, value) in [("store_backend", "postgres".to_string()), ("store_postgres_url", server.url("postgres")), ("store_postgres_allowed_host", allowed)] {
+                args.extend(["--variable".to_string(), format!("{name}={value}")]);
+            }
+        }
         args
     };
     let starting: Vec<_> = (0..REPLICAS)
@@ -75,7 +90,7 @@ async fn start_with(defects: &str, extra: &[(&str, &str)]) -> Cluster {
     for s in starting {
         replicas.push(s.await.expect("starting a replica"));
     }
-    Cluster { replicas, store, cache, _dir: dir }
+    Cluster { replicas, store, cache, postgres, _dir: dir }
 }
 
 /// The body of post `i`, its id (if it has one), and its value; `now` is
@@ -183,10 +198,21 @@ async fn replicas_share_one_store(defects: &str) {
 
     // Connections stay pooled: at most one per worker thread and server.
     let (store, cache) = (connections_by_name(&cluster.store).await, connections_by_name(&cluster.cache).await);
+    if let Some(server) = &cluster.postgres {
+        // Each replica's pool holds at most Spin's 64 connections.
+        let client = server.client("postgres").await;
+        let row = client.query_one("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'", &[]).await.expect("connections");
+        let open: i64 = row.get(0);
+        assert!(open >= REPLICAS as i64 && open <= (REPLICAS * 64 + 1) as i64, "{defects}: {open} PostgreSQL connections");
+    }
     for replica in &cluster.replicas {
         let kv = store.get(&format!("spin-host:{}:kv", replica.pid())).copied().unwrap_or(0);
         let guests = cache.get(&format!("spin-host:{}:guests", replica.pid())).copied().unwrap_or(0);
-        assert!((1..=MAX_CONNECTIONS_PER_REPLICA).contains(&kv), "{defects}: {kv} store connections: {store:?}");
+        if cluster.postgres.is_some() {
+            assert_eq!(kv, 0, "{defects}: the metrics are in PostgreSQL, not the Redis store: {store:?}");
+        } else {
+            assert!((1..=MAX_CONNECTIONS_PER_REPLICA).contains(&kv), "{defects}: {kv} store connections: {store:?}");
+        }
         assert!((1..=MAX_CONNECTIONS_PER_REPLICA).contains(&guests), "{defects}: {guests} cache connections: {cache:?}");
         let log = replica.log_text();
         assert!(!log.contains("error"), "{defects}: replica log:\n{log}");
@@ -203,12 +229,26 @@ async fn replicas_share_one_store_on_spin_v4_0_2s_redis_store() {
     replicas_share_one_store("spin-v4.0.2").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_one_store_on_postgres() {
+    replicas_share_one_store(POSTGRES).await;
+}
+
 /// Erasing a user on one replica erases them for every replica: the next
 /// listing and export anywhere holds nothing of theirs, while counts stay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_erased_on_one_replica_is_gone_on_every_replica() {
+    erased_everywhere("none").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_erased_on_one_replica_is_gone_on_every_replica_on_postgres() {
+    erased_everywhere(POSTGRES).await;
+}
+
+async fn erased_everywhere(store: &str) {
     let headers = [("content-type", "application/json"), ("x-forwarded-for", "10.77.0.1")];
-    let cluster = start_with("none", &[("admin_token", "replica-admin")]).await;
+    let cluster = start_with(store, &[("admin_token", "replica-admin")]).await;
     let (a, b) = (cluster.replicas[0].address, cluster.replicas[1].address);
     let mut on_a = Connection::open(a).await.expect("connect");
     let mut on_b = Connection::open(b).await.expect("connect");

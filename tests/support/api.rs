@@ -1,5 +1,6 @@
 //! The whole application (the root `spin.toml`) under test, on either the
-//! embedded Redis or a real `redis-server`, with a fresh SQLite store.
+//! embedded Redis or a real `redis-server`, with a fresh SQLite store, a
+//! Redis store or a fresh PostgreSQL database.
 
 use std::net::SocketAddr;
 
@@ -7,6 +8,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use spin_host::RedisMode;
 
+use crate::postgres_server::PostgresServer;
 use crate::redis_server::RedisServer;
 use crate::{root, TestApp, TestResponse};
 
@@ -20,6 +22,16 @@ pub enum Backend {
     /// A real `redis-server` for the cache, and the metrics on a second one
     /// the app talks to directly (`store_backend = "redis"`).
     RedisStore,
+    /// A real `redis-server` for the cache, and the metrics in a database of
+    /// its own on a private PostgreSQL (`store_backend = "postgres"`).
+    PostgresStore,
+}
+
+/// One PostgreSQL server for a whole test binary (each test gets its own
+/// database on it): starting a cluster costs a second or two.
+pub fn shared_postgres() -> &'static PostgresServer {
+    static SERVER: std::sync::OnceLock<PostgresServer> = std::sync::OnceLock::new();
+    SERVER.get_or_init(PostgresServer::start)
 }
 
 /// A running API.
@@ -30,6 +42,8 @@ pub struct Api {
     redis: Option<RedisServer>,
     /// The metrics' Redis, with [`Backend::RedisStore`].
     store: Option<RedisServer>,
+    /// The metrics' database, with [`Backend::PostgresStore`].
+    postgres: Option<String>,
 }
 
 /// Settings that keep tests fast and independent of the defaults they do not test.
@@ -44,9 +58,13 @@ impl Api {
     pub async fn start(backend: Backend, variables: &[(&str, &str)]) -> Api {
         let redis = match backend {
             Backend::Embedded => None,
-            Backend::Real | Backend::RedisStore => Some(RedisServer::start()),
+            Backend::Real | Backend::RedisStore | Backend::PostgresStore => Some(RedisServer::start()),
         };
         let store = (backend == Backend::RedisStore).then(RedisServer::start);
+        let postgres = match backend {
+            Backend::PostgresStore => Some(shared_postgres().create_database().await),
+            _ => None,
+        };
         let mut all: Vec<(String, String)> = BASE_VARIABLES.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         if let Some(server) = &redis {
             all.push(("redis_url".into(), server.url()));
@@ -55,19 +73,24 @@ impl Api {
             all.push(("store_backend".into(), "redis".into()));
             all.push(("store_redis_url".into(), server.url()));
         }
+        if let Some(url) = &postgres {
+            all.push(("store_backend".into(), "postgres".into()));
+            all.push(("store_postgres_url".into(), url.clone()));
+            all.push(("store_postgres_allowed_host".into(), format!("postgres://127.0.0.1:{}", shared_postgres().port())));
+        }
         for (k, v) in variables {
             all.retain(|(name, _)| name != k);
             all.push((k.to_string(), v.to_string()));
         }
         let app = Self::load(backend, &all, tempfile::tempdir().expect("temp dir")).await;
-        Api { app, backend, variables: all, redis, store }
+        Api { app, backend, variables: all, redis, store, postgres }
     }
 
     async fn load(backend: Backend, variables: &[(String, String)], state_dir: tempfile::TempDir) -> TestApp {
         let pairs: Vec<(&str, &str)> = variables.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let mode = match backend {
             Backend::Embedded => RedisMode::Embedded,
-            Backend::Real | Backend::RedisStore => RedisMode::External,
+            Backend::Real | Backend::RedisStore | Backend::PostgresStore => RedisMode::External,
         };
         TestApp::start_in(&root().join("spin.toml"), &pairs, state_dir, mode).await
     }
@@ -79,7 +102,7 @@ impl Api {
 
     /// [`Api::restart`], with some variables changed.
     pub async fn restart_with(self, changes: &[(&str, &str)]) -> Api {
-        let Api { app, backend, mut variables, redis, store } = self;
+        let Api { app, backend, mut variables, redis, store, postgres } = self;
         for (k, v) in changes {
             variables.retain(|(name, _)| name != k);
             variables.push((k.to_string(), v.to_string()));
@@ -92,11 +115,17 @@ impl Api {
             // An embedded Redis lives in the app's process; a restarted app starts with an empty one.
             assert!(!std::sync::Arc::ptr_eq(&before, after));
         }
-        Api { app, backend, variables, redis, store }
+        Api { app, backend, variables, redis, store, postgres }
     }
 
     /// Every key of the metrics' store, wherever it is.
     pub async fn store_keys(&self) -> Vec<String> {
+        if let Some(url) = &self.postgres {
+            let name = url.rsplit('/').next().expect("a database name");
+            let client = shared_postgres().client(name).await;
+            let rows = client.query("SELECT key FROM analytics_kv", &[]).await.expect("the records");
+            return rows.iter().map(|row| row.get::<_, String>(0)).collect();
+        }
         match &self.store {
             Some(server) => {
                 let client = redis::Client::open(server.url()).expect("client");

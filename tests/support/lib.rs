@@ -5,6 +5,7 @@
 pub mod api;
 pub mod host_process;
 pub mod http_client;
+pub mod postgres_server;
 pub mod redis_server;
 
 use std::collections::BTreeMap;

@@ -24,6 +24,7 @@ pub mod listing;
 pub mod memory_store;
 pub mod metric;
 pub mod pending;
+pub mod postgres;
 pub mod query;
 pub mod rate_limit;
 pub mod retention;

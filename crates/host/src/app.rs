@@ -296,6 +296,7 @@ impl App {
         };
         let key_value = runtime_config.open_stores(&state_dir, &store_options)?;
         let spin_costs = (options.store_mode == StoreMode::Spin).then_some(options.spin_costs);
+        let postgres = crate::postgres::PostgresService::new(spin_costs, crash_point.clone());
         let redis = RedisService::new(options.redis.resolve(&variables), spin_costs, crash_point);
 
         let engine = engine()?;
@@ -325,7 +326,7 @@ impl App {
                 router,
                 components,
                 chainable: manifest.http_triggers.iter().map(|t| t.component.clone()).collect(),
-                services: Arc::new(Services { key_value, redis }),
+                services: Arc::new(Services { key_value, redis, postgres }),
                 log_requests: options.log_requests,
                 log_format: options.log_format.resolve(),
                 spin_request_cost: spin_costs.map(|c| c.request),

@@ -18,6 +18,7 @@ pub mod logging;
 pub mod manifest;
 pub mod memory;
 mod outbound_http;
+pub mod postgres;
 pub mod redis;
 pub mod router;
 pub mod runtime_config;

@@ -5,9 +5,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::key_value::Store;
+use crate::postgres::PostgresService;
 use crate::redis::RedisService;
 
 pub struct Services {
     pub key_value: HashMap<String, Arc<dyn Store>>,
     pub redis: RedisService,
+    /// Guests' outbound PostgreSQL, pooled per address.
+    pub postgres: PostgresService,
 }

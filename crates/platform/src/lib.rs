@@ -8,6 +8,7 @@ pub mod counters;
 pub mod gate;
 pub mod http_out;
 pub mod kv;
+pub mod pg_store;
 pub mod redis;
 pub mod redis_store;
 pub mod respond;

@@ -1,31 +1,36 @@
 //! The durable store a request uses, by the variable `store_backend`:
 //! `key-value` (the default), Spin's key-value store `default` (SQLite, or
-//! whatever the runtime config puts behind it); or `redis`, the Redis server
+//! whatever the runtime config puts behind it); `redis`, the Redis server
 //! at `store_redis_url` spoken to directly (`redis_store`), which is much
-//! cheaper than Spin's Redis key-value store.
+//! cheaper than Spin's Redis key-value store; or `postgres`, the PostgreSQL
+//! at `store_postgres_url` through Spin's pooled connections (`pg_store`).
 
 use analytics_core::kv::{Kv as CoreKv, Reader, StoreError, Swap};
 
 use crate::kv::Kv;
+use crate::pg_store::{PgCas, PgStore};
 use crate::redis_store::{RedisCas, RedisStore};
 
-/// One of the two.
+/// One of the three.
 pub enum Store {
     KeyValue(Kv),
     Redis(RedisStore),
+    Postgres(PgStore),
 }
 
 /// A compare-and-swap of either.
 pub enum StoreCas {
     KeyValue(<Kv as CoreKv>::Cas),
     Redis(RedisCas),
+    Postgres(PgCas),
 }
 
 impl Store {
-    /// Whether writes are cheap (a Redis round trip) rather than durable
+    /// Whether writes are cheap (a Redis round trip, or a PostgreSQL commit
+    /// that shares its flush with concurrent ones) rather than durable
     /// commits every request queues behind (Spin's SQLite store).
     pub fn cheap_writes(&self) -> bool {
-        matches!(self, Store::Redis(_))
+        matches!(self, Store::Redis(_) | Store::Postgres(_))
     }
 
     /// The store the app is configured with.
@@ -33,7 +38,8 @@ impl Store {
         match crate::config::spin_lookup("store_backend")?.trim() {
             "key-value" => Kv::open_default().map(Store::KeyValue),
             "redis" => RedisStore::connect(crate::config::spin_lookup("store_redis_url")?.trim()).map(Store::Redis),
-            other => Err(format!("variable `store_backend` has the value `{other}`; expected key-value or redis")),
+            "postgres" => PgStore::connect(crate::config::spin_lookup("store_postgres_url")?.trim()).map(Store::Postgres),
+            other => Err(format!("variable `store_backend` has the value `{other}`; expected key-value, redis or postgres")),
         }
     }
 }
@@ -43,6 +49,7 @@ impl Reader for Store {
         match self {
             Store::KeyValue(kv) => kv.get_many(keys),
             Store::Redis(redis) => redis.get_many(keys),
+            Store::Postgres(pg) => pg.get_many(keys),
         }
     }
 
@@ -50,6 +57,7 @@ impl Reader for Store {
         match self {
             Store::KeyValue(kv) => kv.get(key),
             Store::Redis(redis) => redis.get(key),
+            Store::Postgres(pg) => pg.get(key),
         }
     }
 
@@ -57,6 +65,7 @@ impl Reader for Store {
         match self {
             Store::KeyValue(kv) => kv.get_many_heads(keys, heads, bytes),
             Store::Redis(redis) => redis.get_many_heads(keys, heads, bytes),
+            Store::Postgres(pg) => pg.get_many_heads(keys, heads, bytes),
         }
     }
 }
@@ -72,6 +81,7 @@ impl CoreKv for Store {
         match self {
             Store::KeyValue(kv) => kv.set(key, value),
             Store::Redis(redis) => redis.set(key, value),
+            Store::Postgres(pg) => pg.set(key, value),
         }
     }
 
@@ -79,6 +89,7 @@ impl CoreKv for Store {
         match self {
             Store::KeyValue(kv) => kv.set_many(entries),
             Store::Redis(redis) => redis.set_many(entries),
+            Store::Postgres(pg) => pg.set_many(entries),
         }
     }
 
@@ -86,6 +97,7 @@ impl CoreKv for Store {
         match self {
             Store::KeyValue(kv) => kv.delete_many(keys),
             Store::Redis(redis) => redis.delete_many(keys),
+            Store::Postgres(pg) => pg.delete_many(keys),
         }
     }
 
@@ -93,6 +105,7 @@ impl CoreKv for Store {
         match self {
             Store::KeyValue(kv) => kv.increment(key, delta),
             Store::Redis(redis) => redis.increment(key, delta),
+            Store::Postgres(pg) => pg.increment(key, delta),
         }
     }
 
@@ -100,6 +113,7 @@ impl CoreKv for Store {
         match self {
             Store::KeyValue(kv) => kv.watch(key).map(|(cas, v)| (StoreCas::KeyValue(cas), v)),
             Store::Redis(redis) => redis.watch(key).map(|(cas, v)| (StoreCas::Redis(cas), v)),
+            Store::Postgres(pg) => pg.watch(key).map(|(cas, v)| (StoreCas::Postgres(cas), v)),
         }
     }
 
@@ -107,6 +121,7 @@ impl CoreKv for Store {
         let swapped = match (self, cas) {
             (Store::KeyValue(kv), StoreCas::KeyValue(cas)) => kv.swap(cas, value)?.map(StoreCas::KeyValue),
             (Store::Redis(redis), StoreCas::Redis(cas)) => redis.swap(cas, value)?.map(StoreCas::Redis),
+            (Store::Postgres(pg), StoreCas::Postgres(cas)) => pg.swap(cas, value)?.map(StoreCas::Postgres),
             _ => return Err(mismatched()),
         };
         Ok(swapped)
@@ -120,6 +135,7 @@ impl CoreKv for Store {
         match self {
             Store::KeyValue(kv) => kv.max_attempts(),
             Store::Redis(redis) => redis.max_attempts(),
+            Store::Postgres(pg) => pg.max_attempts(),
         }
     }
 }

@@ -6,5 +6,6 @@
 
 mod key_value_spin;
 mod key_value_wasi;
+mod postgres;
 mod redis;
 mod variables;
