@@ -52,3 +52,5 @@ mod stats;
 mod metrics;
 #[path = "api/auth.rs"]
 mod auth;
+#[path = "api/sql.rs"]
+mod sql;

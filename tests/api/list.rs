@@ -91,6 +91,14 @@ async fn raw_metrics_past_the_retention_period_are_deleted_as_ingest_goes_on(bac
     post_batches(&api, "kept", 2_000, 0).await;
 
     assert_eq!(old_chunks(&api).await, 0, "every chunk of the old metrics is gone");
+    // On PostgreSQL whole month partitions before the sweep's oldest chunk go at once.
+    let partitions = "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'analytics_metrics' ORDER BY 1";
+    if let Some(months) = api.postgres_column(partitions).await {
+        let horizon = analytics_core::postgres::Partition::of((std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64) - 31 * 86_400_000);
+        let old: Vec<&String> = months.iter().filter(|m| **m < analytics_core::postgres::Partition { year: horizon.year, month: horizon.month }.name()).collect();
+        assert!(old.is_empty(), "month partitions older than the horizon's month: {old:?} of {months:?}");
+        assert!(!months.is_empty(), "the kept metrics have their partition");
+    }
     let claims = api.store_keys().await.iter().filter(|k| k.starts_with("claim:kept-100-")).count();
     // Old metrics still waiting in a journal shard keep their claim until folded.
     assert!(claims < 16 * 64, "{claims} claims of old metrics left");

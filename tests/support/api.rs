@@ -120,11 +120,10 @@ impl Api {
 
     /// Every key of the metrics' store, wherever it is.
     pub async fn store_keys(&self) -> Vec<String> {
-        if let Some(url) = &self.postgres {
-            let name = url.rsplit('/').next().expect("a database name");
-            let client = shared_postgres().client(name).await;
-            let rows = client.query("SELECT key FROM analytics_kv", &[]).await.expect("the records");
-            return rows.iter().map(|row| row.get::<_, String>(0)).collect();
+        if self.postgres.is_some() {
+            // Entry chunks are rows of analytics_metrics, aggregates rows of analytics_rollups.
+            let sql = "SELECT key FROM analytics_kv UNION ALL SELECT key FROM analytics_rollups UNION ALL SELECT DISTINCT chunk FROM analytics_metrics";
+            return self.postgres_column(sql).await.expect("a PostgreSQL store");
         }
         match &self.store {
             Some(server) => {
@@ -137,6 +136,15 @@ impl Api {
                 store.keys(&spin_host::key_value::Session::default()).await.expect("keys")
             }
         }
+    }
+
+    /// The first column of `sql`'s rows as text, run on the metrics'
+    /// database; `None` unless the store is PostgreSQL.
+    pub async fn postgres_column(&self, sql: &str) -> Option<Vec<String>> {
+        let name = self.postgres.as_ref()?.rsplit('/').next().expect("a database name");
+        let client = shared_postgres().client(name).await;
+        let rows = client.query(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        Some(rows.iter().map(|row| row.get::<_, String>(0)).collect())
     }
 
     /// Makes Redis unreachable.
