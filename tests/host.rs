@@ -445,3 +445,38 @@ async fn imports_the_host_cannot_provide_are_all_named() {
     assert!(error.contains("fermyon:spin/sqlite@2.0.0"), "{error}");
     assert!(error.contains("fermyon:spin/llm@2.0.0"), "{error}");
 }
+
+/// `spin:postgres/postgres@4.0.0` as the host gives it: statements on pooled
+/// connections (200 concurrent upserts of one row each see a distinct
+/// count: the pool hands each guest its own connection), a read by primary
+/// key, server errors with their SQLSTATE, and addresses checked against
+/// `allowed_outbound_hosts` host by host before any connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_statements_run_on_pooled_connections_to_allowed_hosts_only() {
+    let server = support::postgres_server::PostgresServer::start();
+    let app = Arc::new(TestApp::start(&probe(), &[]).await);
+    let url = encode(&server.url("postgres"));
+    let upsert: &'static str = Box::leak(format!("/probe/pg-upsert?url={url}&key=hits").into_boxed_str());
+    let counts = concurrently(&app, upsert, 200).await;
+    assert_eq!(counts, (1..=200).collect::<Vec<i64>>(), "no upsert lost or repeated");
+    let read = probe_json(&app, &format!("/probe/pg-get?url={url}&key=hits")).await;
+    assert_eq!(read["value"], 200, "{read}");
+    let missing = probe_json(&app, &format!("/probe/pg-get?url={url}&key=never")).await;
+    assert_eq!(missing["value"], Value::Null, "{missing}");
+    let connections = server.client("postgres").await;
+    let open: i64 = connections
+        .query_one("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'", &[])
+        .await
+        .expect("connections")
+        .get(0);
+    assert!(open <= spin_host::postgres::POOL_SIZE as i64 + 1, "{open} connections: the pool holds at most 64");
+    // `localhost` is not `127.0.0.1`: refused before any connection, as Spin does.
+    let other = encode(&format!("postgres://postgres@localhost:{}/postgres", server.port()));
+    let denied = probe_json(&app, &format!("/probe/pg-get?url={other}&key=hits")).await;
+    assert_eq!(denied["error"], "ConnectionFailed", "{denied}");
+    assert!(denied["detail"].as_str().unwrap_or_default().contains("is not permitted"), "{denied}");
+    // A server error carries its SQLSTATE (a database that does not exist).
+    let wrong = encode(&server.url("no_such_database"));
+    let failed = probe_json(&app, &format!("/probe/pg-get?url={wrong}&key=hits")).await;
+    assert_eq!(failed["error"], "ConnectionFailed", "{failed}");
+}
