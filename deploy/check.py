@@ -29,6 +29,7 @@ import kubernetes_validate
 import yaml
 
 import monitoring
+import postgres_checks
 
 SPIN_IMAGE = "ghcr.io/spinframework/spin:v4.0.2"
 K8S_VERSION = os.environ.get("K8S_VERSION", "1.30")
@@ -483,6 +484,9 @@ def all_checks(root: Path, live_root: Path | None = None):
     self-test checks copies of the files against the real one's)."""
     return (kustomize_check(root) + k8s_schema_checks(root) + k8s_wiring_checks(root)
             + compose_schema_check(root) + compose_checks(root)
+            + postgres_checks.checks(root, require, Failed, kubectl_path, K8S_VERSION,
+                                     json.loads((root / "deploy" / "schema" / "spinapp.schema.json").read_text()),
+                                     BUILTIN_KINDS, SPINAPP)
             + monitoring.checks(root, live_root or root, spinapp_name(root)))
 
 
@@ -557,6 +561,15 @@ SELF_TESTS = [
      "compose redis_url"),
     ("compose depends_on condition invalid", "docker-compose.yml",
      sub("condition: service_healthy", "condition: service_ready"), "compose-spec docker-compose.yml"),
+    ("compose postgres allowed host on another port", "docker-compose.postgres.yml",
+     sub("ALLOWED_HOST: postgres://postgres:5432", "ALLOWED_HOST: postgres://postgres:5433"), "compose postgres store"),
+    ("compose postgres without its volume", "docker-compose.postgres.yml",
+     sub("    volumes:\n      - postgres-data:/var/lib/postgresql/data\n", ""), "compose postgres store"),
+    ("k8s postgres URL as a literal", "deploy/postgres/spinapp-postgres.yaml",
+     sub("    - name: store_postgres_url\n      valueFrom:\n        secretKeyRef:\n          name: resilient-analytics-postgres\n          key: url\n",
+         "    - name: store_postgres_url\n      value: postgres://analytics:secret@postgres:5432/analytics\n"), "k8s postgres store"),
+    ("k8s postgres StatefulSet without a volume claim", "deploy/postgres/postgres.yaml",
+     sub("            - name: data\n              mountPath: /var/lib/postgresql/data\n", ""), "k8s postgres store"),
     ("runtime-config.redis.toml default -> redis-cache", "runtime-config.redis.toml",
      sub('url = "redis://redis-store:6379"', 'url = "redis://redis-cache:6379"'), "compose metrics store"),
     ("alert with a PromQL syntax error", "deploy/prometheus/alerts.yml",
@@ -602,7 +615,7 @@ def self_test(root: Path) -> int:
         copy = Path(tmp)
         shutil.copytree(root / "deploy", copy / "deploy",
                         ignore=shutil.ignore_patterns("__pycache__"))
-        for f in ("docker-compose.yml", "runtime-config.redis.toml"):
+        for f in ("docker-compose.yml", "docker-compose.postgres.yml", "runtime-config.redis.toml"):
             shutil.copy2(root / f, copy / f)
         wrong = monitoring.helper_self_check()
         if wrong:
