@@ -92,8 +92,9 @@ struct Cli {
     parts: Vec<Part>,
     /// The stores of the `stores` part: `sqlite` (Spin's key-value store on
     /// SQLite), `kv-redis` (Spin's key-value store on Redis), `redis` (Redis
-    /// spoken to directly, `store_backend = "redis"`).
-    #[arg(long, value_enum, value_delimiter = ',', default_values = ["sqlite", "kv-redis", "redis"])]
+    /// spoken to directly, `store_backend = "redis"`), `postgres` (a private
+    /// PostgreSQL with fsync on, `store_backend = "postgres"`).
+    #[arg(long, value_enum, value_delimiter = ',', default_values = ["sqlite", "kv-redis", "redis", "postgres"])]
     backends: Vec<Backend>,
     /// Metrics of the large type (uncached summary, list); the targets assume 1 000 000.
     #[arg(long, default_value_t = 1_000_000)]
@@ -625,6 +626,8 @@ async fn on_store(bench: &mut Bench, section: Section) -> anyhow::Result<Vec<Row
 
     let store = RedisServer::start_durable(&bench.redis_server, &bench.work).context("starting redis-server for the store")?;
     let cache = start_redis(bench, RedisKind::External)?.context("a redis-server for the cache")?;
+    // Durable (fsync on, as a deployment runs it): commits are what a write costs.
+    let postgres = (section.backend == Backend::Postgres).then(|| support::postgres_server::PostgresServer::start_with(true));
     let config = bench.work.join(format!("{}.toml", section.name().replace('/', "-")));
     // What one store call per request costs: a key-value write and read on
     // Spin's store, or a new Redis connection and one command on the Redis
@@ -640,7 +643,13 @@ async fn on_store(bench: &mut Bench, section: Section) -> anyhow::Result<Vec<Row
         let mut target = Target { hosts: vec![&mut host], section, redis: vec![&store] };
         // A probe answers 200 with `{"error": ...}` when its call fails.
         let answered = Expect { body_contains: Some(r#""value""#), ..Expect::status(200) };
-        let probes = if section.backend == Backend::Redis {
+        let probes = if let Some(pg) = &postgres {
+            let url = format!("postgres%3A%2F%2Fpostgres%40127.0.0.1%3A{}%2Fpostgres", pg.port());
+            vec![
+                (Scenario::PgUpsertProbe, format!("/probe/pg-upsert?url={url}&key=probe")),
+                (Scenario::PgReadProbe, format!("/probe/pg-get?url={url}&key=probe")),
+            ]
+        } else if section.backend == Backend::Redis {
             let url = format!("redis%3A%2F%2F127.0.0.1%3A{}", store.port());
             vec![
                 (Scenario::RedisWriteProbe, format!("/probe/redis-incr?url={url}&key=probe")),
@@ -663,6 +672,12 @@ async fn on_store(bench: &mut Bench, section: Section) -> anyhow::Result<Vec<Row
         Backend::Redis => {
             let url = store.url();
             (app_variables(Some(&cache), &[("store_backend", "redis"), ("store_redis_url", &url)]), None)
+        }
+        Backend::Postgres => {
+            let pg = postgres.as_ref().context("the store's PostgreSQL")?;
+            let (url, allowed) = (pg.url("postgres"), format!("postgres://127.0.0.1:{}", pg.port()));
+            let store = [("store_backend", "postgres"), ("store_postgres_url", url.as_str()), ("store_postgres_allowed_host", allowed.as_str())];
+            (app_variables(Some(&cache), &store), None)
         }
     };
     let app = bench.root.join("spin.toml");
@@ -691,6 +706,13 @@ async fn on_store(bench: &mut Bench, section: Section) -> anyhow::Result<Vec<Row
     };
     let mut row = measure(bench, &mut target, Scenario::Mixed, mixed).await?;
     row.extra.insert("cache_hit_rate".into(), hit_rate(&row));
+    if let Some(pg) = &postgres {
+        // Bytes on disk per folded metric: raw rows, rollups, other records.
+        for (name, value) in pg_bytes_per_metric(pg).await? {
+            println!("bench: {} {name}: {value:.0}", section.name());
+            row.extra.insert(name.into(), value);
+        }
+    }
     rows.push(row);
     drop(target);
     finish(bench, section, "app", host)?;
@@ -698,6 +720,24 @@ async fn on_store(bench: &mut Bench, section: Section) -> anyhow::Result<Vec<Row
     store.stop()?;
     cache.stop()?;
     Ok(rows)
+}
+
+/// Bytes per folded metric of each table (with its indexes and TOAST),
+/// after a section's load: `analytics_metrics` (raw), `analytics_rollups`,
+/// and `analytics_kv` (journals, claims, the rest).
+async fn pg_bytes_per_metric(pg: &support::postgres_server::PostgresServer) -> anyhow::Result<Vec<(&'static str, f64)>> {
+    let client = pg.client("postgres").await;
+    let sql = "SELECT (SELECT count(*) FROM analytics_metrics)::float8, \
+               (SELECT coalesce(sum(pg_total_relation_size(i.inhrelid)), 0) FROM pg_inherits i WHERE i.inhparent = 'analytics_metrics'::regclass)::float8, \
+               pg_total_relation_size('analytics_rollups')::float8, pg_total_relation_size('analytics_kv')::float8";
+    let row = client.query_one(sql, &[]).await.context("measuring the tables")?;
+    let metrics: f64 = row.get::<_, f64>(0).max(1.0);
+    Ok(vec![
+        ("pg_folded_metrics", metrics),
+        ("pg_raw_bytes_per_metric", row.get::<_, f64>(1) / metrics),
+        ("pg_rollup_bytes_per_metric", row.get::<_, f64>(2) / metrics),
+        ("pg_other_bytes_per_metric", row.get::<_, f64>(3) / metrics),
+    ])
 }
 
 /// The peer's rows: ingest, the cached summary, the mixed load, each against

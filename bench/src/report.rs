@@ -38,6 +38,9 @@ pub enum Backend {
     KvRedis,
     /// A redis-server the app talks to directly (`store_backend = "redis"`).
     Redis,
+    /// A PostgreSQL server through Spin's pooled outbound connections
+    /// (`store_backend = "postgres"`).
+    Postgres,
 }
 
 impl Backend {
@@ -46,6 +49,7 @@ impl Backend {
             Backend::Sqlite => "sqlite",
             Backend::KvRedis => "kv-redis",
             Backend::Redis => "redis",
+            Backend::Postgres => "postgres",
         }
     }
 }
@@ -84,6 +88,11 @@ pub enum Scenario {
     RedisWriteProbe,
     /// The probe fixture opening a Redis connection and sending one `GET`.
     RedisReadProbe,
+    /// The probe fixture sending one PostgreSQL upsert (`INSERT … ON
+    /// CONFLICT … DO UPDATE … RETURNING`) on a pooled connection.
+    PgUpsertProbe,
+    /// The probe fixture sending one PostgreSQL `SELECT` by primary key.
+    PgReadProbe,
     Ingest,
     SummaryCached,
     List,
@@ -143,6 +152,8 @@ impl Row {
             Scenario::ReadProbe => "probe: 1 key-value read".into(),
             Scenario::RedisWriteProbe => "probe: connect + INCR".into(),
             Scenario::RedisReadProbe => "probe: connect + GET".into(),
+            Scenario::PgUpsertProbe => "probe: 1 pg upsert".into(),
+            Scenario::PgReadProbe => "probe: 1 pg SELECT by key".into(),
             Scenario::Ingest => "ingest POST".into(),
             Scenario::SummaryCached => "summary cached (HIT)".into(),
             Scenario::List => "list first page (100)".into(),

@@ -14,6 +14,8 @@ const SCENARIOS: &[Scenario] = &[
     Scenario::WriteProbe,
     Scenario::RedisReadProbe,
     Scenario::RedisWriteProbe,
+    Scenario::PgReadProbe,
+    Scenario::PgUpsertProbe,
     Scenario::Ingest,
     Scenario::SummaryCached,
     Scenario::Mixed,
@@ -23,7 +25,7 @@ const SCENARIOS: &[Scenario] = &[
 fn columns() -> Vec<Section> {
     let mut out = Vec::new();
     for store in [Store::Real, Store::Spin, Store::Fast] {
-        for backend in [Backend::Sqlite, Backend::Redis, Backend::KvRedis] {
+        for backend in [Backend::Sqlite, Backend::Redis, Backend::KvRedis, Backend::Postgres] {
             out.push(Section { store, backend, redis: RedisKind::External });
         }
     }
@@ -47,6 +49,8 @@ fn short_label(scenario: Scenario) -> &'static str {
         Scenario::WriteProbe => "probe: 1 key-value write",
         Scenario::RedisReadProbe => "probe: connect + GET",
         Scenario::RedisWriteProbe => "probe: connect + INCR",
+        Scenario::PgReadProbe => "probe: pg SELECT by key",
+        Scenario::PgUpsertProbe => "probe: pg upsert",
         Scenario::Ingest => "POST /api/metrics",
         Scenario::SummaryCached => "summary, cached",
         Scenario::Mixed => "1 write : 9 summaries",
@@ -55,11 +59,13 @@ fn short_label(scenario: Scenario) -> &'static str {
 }
 
 /// The probes a section's store calls are measured against: one write and
-/// one read on Spin's key-value store, or one command on a new connection
-/// to the Redis spoken to directly.
+/// one read on Spin's key-value store, one command on a new connection
+/// to the Redis spoken to directly, or one upsert and one read by primary
+/// key on a pooled PostgreSQL connection.
 fn probes(backend: Backend) -> (Scenario, Scenario) {
     match backend {
         Backend::Redis => (Scenario::RedisWriteProbe, Scenario::RedisReadProbe),
+        Backend::Postgres => (Scenario::PgUpsertProbe, Scenario::PgReadProbe),
         Backend::Sqlite | Backend::KvRedis => (Scenario::WriteProbe, Scenario::ReadProbe),
     }
 }
@@ -91,7 +97,7 @@ pub fn render(rows: &[Row]) -> String {
         let _ = write!(s, "{:<26}", short_label(scenario));
         for c in &columns {
             let cell = match find(rows, *c, scenario) {
-                Some(r) if matches!(scenario, Scenario::Ingest | Scenario::Mixed | Scenario::WriteProbe | Scenario::RedisWriteProbe) => {
+                Some(r) if matches!(scenario, Scenario::Ingest | Scenario::Mixed | Scenario::WriteProbe | Scenario::RedisWriteProbe | Scenario::PgUpsertProbe) => {
                     format!("{:.0} ({:.0})", r.requests_per_second, r.p99_ms)
                 }
                 Some(r) => format!("{:.0}", r.requests_per_second),
@@ -137,7 +143,11 @@ pub fn targets(rows: &[Row]) -> Vec<Target> {
         match section.store {
             Store::Real => {
                 let (write, read) = probes(section.backend);
-                let (ingest_share, ingest_probe) = if section.backend == Backend::Sqlite { (0.9, "write") } else { (0.8, "command") };
+                let (ingest_share, ingest_probe) = match section.backend {
+                    Backend::Sqlite => (0.9, "write"),
+                    Backend::Postgres => (0.8, "upsert"),
+                    _ => (0.8, "command"),
+                };
                 if let (Some(i), Some(w)) = (row(Scenario::Ingest), row(write)) {
                     let r = ratio(i, w);
                     push(
@@ -236,6 +246,28 @@ mod tests {
             other_cpu_percent: 0.0,
             extra: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn real_spin_on_postgres_is_held_to_the_pg_probes() {
+        use Backend::*;
+        use Scenario::*;
+        let rows = vec![
+            row(Store::Real, Postgres, PgUpsertProbe, 1_737.0, 40.0),
+            row(Store::Real, Postgres, PgReadProbe, 2_357.0, 30.0),
+            row(Store::Real, Postgres, Ingest, 1_400.0, 90.0),
+            row(Store::Real, Postgres, SummaryCached, 1_800.0, 30.0),
+            row(Store::Real, Postgres, Mixed, 1_700.0, 60.0),
+        ];
+        let t = targets(&rows);
+        let verdict = |prefix: &str| t.iter().find(|t| t.section.backend == Postgres && t.name.starts_with(prefix)).map(|t| (t.pass, t.name.clone()));
+        // 1 400 / 1 737 = 0.81, p99 90 ms.
+        assert_eq!(verdict("ingest"), Some((true, "ingest >= 0.8 x the one-upsert probe, p99 <= 100 ms".into())));
+        // 1 800 / 2 357 = 0.76.
+        assert_eq!(verdict("cached").map(|v| v.0), Some(false));
+        // ideal 10 / (1/1737 + 9/2357) = 2 273; 1 700 / 2 273 = 0.75.
+        assert_eq!(verdict("mixed >= 0.8").map(|v| v.0), Some(false));
+        assert!(render(&rows).contains("real-spin/postgres"), "{}", render(&rows));
     }
 
     #[test]

@@ -55,6 +55,12 @@ impl PostgresServer {
     /// Starts a fresh cluster on a free loopback port. `fsync` is off: the
     /// tests crash the app, never the database server, and share 2 cores.
     pub fn start() -> PostgresServer {
+        Self::start_with(false)
+    }
+
+    /// [`PostgresServer::start`]; `durable`: fsync and full-page writes on,
+    /// as a deployment runs (the benchmark measures commits).
+    pub fn start_with(durable: bool) -> PostgresServer {
         let bin = bin_dir().expect("PostgreSQL server binaries (initdb, postgres): apt-get install postgresql");
         let dir = std::env::temp_dir().join(format!("analytics-pg-{}-{}", std::process::id(), unique()));
         std::fs::create_dir_all(&dir).expect("a folder for the cluster");
@@ -69,7 +75,7 @@ impl PostgresServer {
         let mut last_error = String::new();
         for _ in 0..5 {
             let port = free_port();
-            match spawn(&bin, &dir, port, user) {
+            match spawn(&bin, &dir, port, user, durable) {
                 Ok(child) => {
                     watchdog(child.id(), &dir);
                     return PostgresServer { port, dir, child: Some(child), databases: AtomicU64::new(0) };
@@ -153,14 +159,15 @@ fn as_user(command: &mut Command, user: Option<(u32, u32)>) -> &mut Command {
     command
 }
 
-fn spawn(bin: &Path, dir: &Path, port: u16, user: Option<(u32, u32)>) -> Result<Child, String> {
+fn spawn(bin: &Path, dir: &Path, port: u16, user: Option<(u32, u32)>, durable: bool) -> Result<Child, String> {
     let mut command = Command::new(bin.join("postgres"));
+    let sync = if durable { "on" } else { "off" };
     command
         .arg("-D")
         .arg(dir)
         .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k"])
         .arg(dir)
-        .args(["-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=400"])
+        .args(["-c", &format!("fsync={sync}"), "-c", &format!("full_page_writes={sync}"), "-c", "max_connections=400"])
         .args(["-c", "shared_buffers=32MB", "-c", "log_min_messages=fatal"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
