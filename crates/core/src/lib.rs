@@ -30,6 +30,7 @@ pub mod rate_limit;
 pub mod retention;
 pub mod sketch;
 pub mod stats;
+pub mod stream;
 pub mod summary;
 pub mod summary_cache;
 pub mod time;
