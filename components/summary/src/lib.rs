@@ -1,5 +1,7 @@
 //! GET /api/metrics/summary: statistics of one metric type over a window,
-//! plus context from the external service behind the circuit breaker.
+//! plus context from the external service behind the circuit breaker; and
+//! GET /api/metrics/stream, the same summary as Server-Sent Events
+//! whenever it changes (`stream`).
 //!
 //! Every answer includes every acknowledged metric. One store read fetches
 //! the type's journal headers, which say exactly which metrics exist, and
@@ -12,6 +14,7 @@
 //! (hits and partials are counted 1 in [`HIT_SAMPLE`]).
 
 mod external;
+mod stream;
 
 use analytics_platform::core::api_error::ApiError;
 use analytics_platform::core::config as settings;
@@ -27,20 +30,35 @@ use analytics_platform::core::auth::Scope;
 use analytics_platform::gate::{self, Admitted, Ahead};
 use analytics_platform::redis::Redis;
 use analytics_platform::{clock, config, respond};
-use spin_sdk::http::{Request, Response};
+use analytics_platform::handler;
+use spin_sdk::http::{Request, Response, ResponseOutparam};
 use spin_sdk::http_component;
 
-const ALLOW: &[&str] = &["GET"];
+pub(crate) const ALLOW: &[&str] = &["GET"];
 
+/// The path of the streaming route (see spin.toml).
+const STREAM_PATH: &str = "/api/metrics/stream";
+
+// The handler takes the response outparam so that the stream can keep
+// writing after its head is sent; a summary is sent whole.
 #[http_component]
-fn handle(request: Request) -> anyhow::Result<Response> {
+async fn handle(request: Request, out: ResponseOutparam) {
+    if request.path() == STREAM_PATH {
+        stream::serve(request, out).await
+    } else {
+        handler::send(out, summary(request)).await
+    }
+}
+
+/// GET /api/metrics/summary.
+fn summary(request: Request) -> Response {
     // The request is read before the caller is let in, so that its first
     // store read goes with the key check; its errors are answered after the gate's.
     let asked = ask(&request);
     let ahead = Ahead { keys: asked.as_ref().map(first_read).unwrap_or_default(), heads: SHARDS, bytes: HEADER };
     let (mut admitted, heads) = match gate::admit_reading(&request, ALLOW, Scope::Read, &ahead) {
         Ok(admitted) => admitted,
-        Err(response) => return Ok(response),
+        Err(response) => return response,
     };
     let response = match asked.and_then(|asked| summarize(asked, ahead.keys, heads, &mut admitted)) {
         Ok((cache, body)) => respond::raw_json(200, body, &[("x-cache", cache.to_string())]),
@@ -49,7 +67,7 @@ fn handle(request: Request) -> anyhow::Result<Response> {
             respond::error(&e, ALLOW)
         }
     };
-    Ok(admitted.finish(response))
+    admitted.finish(response)
 }
 
 /// How the cache took part in an answer.
@@ -88,7 +106,7 @@ impl std::fmt::Display for Cache {
     }
 }
 
-fn unavailable(e: impl std::fmt::Display) -> ApiError {
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> ApiError {
     ApiError::unavailable(format!("key-value store: {e}"))
 }
 
@@ -102,7 +120,7 @@ fn count_sampled(cache: Cache) {
 }
 
 /// What a summary request asks.
-struct Asked {
+pub(crate) struct Asked {
     summary: SummaryRequest,
     /// `cache_ttl_seconds`.
     ttl: u64,
@@ -110,15 +128,20 @@ struct Asked {
 }
 
 fn ask(request: &Request) -> Result<Asked, ApiError> {
-    let now = clock::now_ms();
-    let summary = SummaryRequest::parse(&Query::parse(request.query())?, now)?;
+    ask_at(&Query::parse(request.query())?, clock::now_ms())
+}
+
+/// What `query` asks at `now` (a stream asks again at every summary: a
+/// trailing window moves).
+pub(crate) fn ask_at(query: &Query, now: i64) -> Result<Asked, ApiError> {
+    let summary = SummaryRequest::parse(query, now)?;
     let ttl = settings::whole(config::lookup(), "cache_ttl_seconds", 0, 86_400 * 30)?;
     Ok(Asked { summary, ttl, now })
 }
 
 /// The first read: the journal's headers (what it holds is what every
 /// answer must include) and the last answer kept in the store.
-fn first_read(asked: &Asked) -> Vec<String> {
+pub(crate) fn first_read(asked: &Asked) -> Vec<String> {
     let mut keys = journal_keys(&asked.summary.metric_type);
     if asked.ttl > 0 {
         keys.push(answer_key(&asked.summary));
@@ -128,7 +151,7 @@ fn first_read(asked: &Asked) -> Vec<String> {
 
 /// The answer and how the cache took part; the body is serialised JSON.
 /// `keys` and `heads` are [`first_read`] and what it found.
-fn summarize(asked: Asked, mut keys: Vec<String>, mut heads: Vec<Option<Vec<u8>>>, admitted: &mut Admitted) -> Result<(Cache, Vec<u8>), ApiError> {
+pub(crate) fn summarize(asked: Asked, mut keys: Vec<String>, mut heads: Vec<Option<Vec<u8>>>, admitted: &mut Admitted) -> Result<(Cache, Vec<u8>), ApiError> {
     let Asked { summary, ttl, now } = asked;
     let ttl_ms = ttl * 1_000;
     let kv = &mut admitted.store;

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod config;
 pub mod counters;
 pub mod gate;
+pub mod handler;
 pub mod http_out;
 pub mod kv;
 pub mod pg_store;
@@ -13,6 +14,7 @@ pub mod redis;
 pub mod redis_store;
 pub mod respond;
 pub mod scoped;
+pub mod sse;
 pub mod store;
 pub mod trace;
 
