@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use support::host_process::HostProcess;
 use support::http_client::Connection;
+use support::sse::{EventStream, Stop};
 
 /// A request the simulator answers after `latency_ms`.
 const SLOW_PATH: &str = "/api/simulator/data?type=slow";
@@ -78,6 +79,31 @@ async fn a_request_longer_than_the_drain_timeout_is_abandoned_and_the_host_still
     assert!(status.is_some_and(|s| s.success()), "exit status {status:?}:\n{}", host.log_text());
     assert!(elapsed < Duration::from_secs(4), "took {elapsed:?}: the drain is bounded by --drain-timeout 1");
     assert!(host.log_text().contains("abandoned"), "{}", host.log_text());
+}
+
+/// An open event stream (`GET /api/metrics/stream`, a minute long) does not
+/// hold a shutdown up: its body ends cleanly at once and the client, which
+/// reconnects on its own, goes elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_event_streams_end_when_the_host_stops() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut host = HostProcess::start(&args(0, "10"), dir.path().join("host.log")).await;
+    let mut stream = EventStream::open(host.address, "/api/metrics/stream?type=cpu", &[]).await.expect("stream");
+    assert_eq!(stream.status, 200, "{}", host.log_text());
+    assert!(stream.next_event(Duration::from_secs(30)).await.is_ok(), "the first summary");
+    let signalled = Instant::now();
+    signal(host.pid(), "TERM");
+    let ended = loop {
+        match stream.next(Duration::from_secs(30)).await {
+            Ok(_) => continue,
+            Err(stop) => break stop,
+        }
+    };
+    assert_eq!(ended, Stop::Ended, "the stream's body is finished");
+    let status = tokio::task::block_in_place(|| host.wait_for_exit(Duration::from_secs(30)));
+    assert!(status.is_some_and(|s| s.success()), "exit status {status:?}:\n{}", host.log_text());
+    assert!(signalled.elapsed() < Duration::from_secs(5), "took {:?}: the stream held the drain up", signalled.elapsed());
+    assert!(host.log_text().contains("Stopped."), "{}", host.log_text());
 }
 
 /// `cargo xtask up` as a user's script or a container runtime starts it:

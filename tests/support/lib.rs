@@ -7,6 +7,7 @@ pub mod host_process;
 pub mod http_client;
 pub mod postgres_server;
 pub mod redis_server;
+pub mod sse;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -94,6 +94,8 @@ pub struct Shared {
     log_format: LogFormat,
     /// Spin's request-path cost, spent per component run in `StoreMode::Spin`.
     spin_request_cost: Option<std::time::Duration>,
+    /// Turns true when the host starts stopping: event streams end ([`crate::event_stream`]).
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// A running application; cheap to clone.
@@ -330,6 +332,7 @@ impl App {
                 log_requests: options.log_requests,
                 log_format: options.log_format.resolve(),
                 spin_request_cost: spin_costs.map(|c| c.request),
+                stopping: tokio::sync::watch::Sender::new(false),
             }),
         })
     }
@@ -343,6 +346,11 @@ impl App {
         // Never closed, so acquiring cannot fail.
         let _permit = admission().acquire().await.ok();
         self.shared.clone().handle(request, client).await
+    }
+
+    /// Ends every event stream, open or to come: the host is stopping.
+    pub fn end_streams(&self) {
+        self.shared.stopping.send_replace(true);
     }
 
     /// The embedded Redis, when the app uses it (tests stop and start it).
@@ -515,7 +523,13 @@ impl Shared {
                     eprintln!("error: component `{}`: {error}; answering 503 instead", route.component);
                     return Ok(status_only(StatusCode::SERVICE_UNAVAILABLE));
                 }
-                Ok(response)
+                // The request is logged and timed at its head (as
+                // `http_request_duration_seconds` says), so a stream open for
+                // a minute does not count as a slow request.
+                match crate::event_stream::is_event_stream(&response) {
+                    true => Ok(crate::event_stream::until_stopping(response, &self.stopping)),
+                    false => Ok(response),
+                }
             }
             Ok(Err(code)) => bail!("the component answered with error code {code:?}"),
             Err(_) => match task.await {

@@ -11,6 +11,7 @@ pub mod app;
 mod bindings;
 pub mod build_components;
 mod component;
+pub mod event_stream;
 mod guest;
 mod imports;
 pub mod key_value;

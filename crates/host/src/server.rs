@@ -85,6 +85,8 @@ pub async fn serve(app: App, listener: TcpListener, shutdown: impl Future<Output
         }
     }
     drop(listener);
+    // Event streams would otherwise run to the end of their lifetime; their clients reconnect elsewhere.
+    app.end_streams();
     if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
         return Ok(Drained::TimedOut);
     }
