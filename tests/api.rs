@@ -38,6 +38,8 @@ mod batch;
 mod rate_limit;
 #[path = "api/summary.rs"]
 mod summary;
+#[path = "api/stream.rs"]
+mod stream;
 #[path = "api/breaker.rs"]
 mod breaker;
 #[path = "api/list.rs"]

@@ -188,6 +188,16 @@ impl Api {
         self.request("GET", path, &[], Bytes::new()).await
     }
 
+    /// Serves the app on a loopback port too, for clients that read a
+    /// response as it streams; its address. Served until the test ends.
+    pub async fn listen(&self) -> SocketAddr {
+        let listener = spin_host::server::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("a loopback port");
+        let address = listener.local_addr().expect("its address");
+        let app = self.app.app.clone();
+        tokio::spawn(spin_host::server::serve(app, listener, std::future::pending(), std::time::Duration::from_secs(1)));
+        address
+    }
+
     /// POST /api/metrics with a JSON body.
     pub async fn post_metric(&self, body: &Value) -> TestResponse {
         self.post_metric_from(body, "10.1.1.1:40000").await
