@@ -77,13 +77,16 @@ base="http://127.0.0.1:$port"
 export OPENAPI_CHECK_ADMIN_TOKEN="check-$RANDOM$RANDOM"
 
 # A rate limit no run reaches (429 is documented, not provoked); an
-# upstream that answers at once and never fails, so summaries stay fast.
+# upstream that answers at once and never fails, so summaries stay fast;
+# event streams that end after their first summary (each would otherwise
+# stay open a minute, and schemathesis reads a body to its end).
 cd "$root"
 "$host" up -f spin.toml --listen "127.0.0.1:$port" --state-dir "$state/store" --quiet --redis embedded \
     --variable rate_limit_requests=1000000 \
     --variable external_service_latency_ms=0 \
     --variable external_service_failure_rate=0 \
     --variable admin_token="$OPENAPI_CHECK_ADMIN_TOKEN" \
+    --variable stream_lifetime_seconds=0 \
     >"$state/host.log" 2>&1 &
 host_pid=$!
 

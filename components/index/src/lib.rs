@@ -35,6 +35,7 @@ fn handle(request: Request) -> anyhow::Result<Response> {
                 endpoint("POST", "/api/metrics", "ingest a metric {timestamp, value, type, id?, user_id?, properties?}"),
                 endpoint("POST", "/api/metrics/batch", "ingest up to 1000 metrics: a JSON array or NDJSON"),
                 endpoint("GET", "/api/metrics/summary", "statistics for ?type= over ?period= (all|hourly|daily|weekly|monthly) or ?from=&to="),
+                endpoint("GET", "/api/metrics/stream", "the summary's query as Server-Sent Events, sent again whenever it changes"),
                 endpoint("GET", "/api/metrics/series", "one point per ?step= for ?type= from ?from= to ?to="),
                 endpoint("GET", "/api/metrics/list", "metrics newest first: ?type=&limit=&from=&to=&cursor="),
                 endpoint("GET", "/api/stats/active-users", "distinct users per ?interval= (day|week|month), ?type= optional"),
