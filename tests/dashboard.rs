@@ -235,12 +235,26 @@ fn seed() -> Vec<Value> {
 
 /// Starts a host in `dir` with `variables` and `extra` arguments and seeds it; returns the metrics per type.
 async fn start_seeded(variables: &[(&str, String)], extra: &[&str], dir: &std::path::Path) -> (HostProcess, BTreeMap<String, usize>) {
+    start_seeded_logging(variables, extra, dir, false).await
+}
+
+/// [`start_seeded`], with the host's request log on when `logged`.
+async fn start_seeded_logging(variables: &[(&str, String)], extra: &[&str], dir: &std::path::Path, logged: bool) -> (HostProcess, BTreeMap<String, usize>) {
     let mut args: Vec<String> = vec!["--state-dir".into(), dir.join("state").to_string_lossy().into_owned()];
     args.extend(extra.iter().map(|s| s.to_string()));
+    // The page follows the summary's event stream, and Chromium's virtual
+    // time stands still while a request is open: short streams keep each run
+    // short (the page reconnects after each, as after any stream's end).
+    if !variables.iter().any(|(name, _)| *name == "stream_lifetime_seconds") {
+        args.extend(["--variable".to_string(), "stream_lifetime_seconds=1".to_string()]);
+    }
     for (name, value) in variables {
         args.extend(["--variable".to_string(), format!("{name}={value}")]);
     }
-    let host = HostProcess::start(&args, dir.join("host.log")).await;
+    let host = match logged {
+        true => HostProcess::start_logging(&args, dir.join("host.log")).await,
+        false => HostProcess::start(&args, dir.join("host.log")).await,
+    };
     let metrics = seed();
     let mut c = Connection::open(host.address).await.expect("connect");
     let body = Value::Array(metrics.clone()).to_string();
@@ -309,7 +323,7 @@ async fn check_view(
     }
     assert_eq!(dom.value("latest_timestamp"), summary["latest_timestamp"].as_str().unwrap());
     let cache = dom.field("x-cache");
-    assert!(["HIT", "MISS", "PARTIAL"].contains(&cache.as_str()), "{url}: X-Cache shown: {cache}");
+    assert!(["HIT", "MISS", "PARTIAL", "stream"].contains(&cache.as_str()), "{url}: X-Cache shown (or the stream): {cache}");
     assert_eq!(dom.field("external"), "success");
 
     // The chart: one mark per point the API returns for the page's own query.
@@ -423,9 +437,65 @@ async fn the_dashboard_shows_a_degraded_api_without_failing() {
     assert!(dom.element(r#"data-error="health""#).attr("hidden").is_some(), "a degraded health answer is shown, not reported as an error");
     let (_, summary) = get(host.address, "/api/metrics/summary?type=cpu_usage&period=hourly").await;
     assert_eq!(dom.value("count"), summary["count"].to_string());
-    assert!(["HIT", "MISS", "PARTIAL", "BYPASS"].contains(&dom.field("x-cache").as_str()), "X-Cache: {}", dom.field("x-cache"));
+    assert!(["HIT", "MISS", "PARTIAL", "BYPASS", "stream"].contains(&dom.field("x-cache").as_str()), "X-Cache: {}", dom.field("x-cache"));
     let refreshes: u32 = dom.element("<body").attr("data-refreshes").unwrap().parse().unwrap();
     assert!(refreshes >= 3, "the page kept refreshing: {refreshes}");
+}
+
+// ---- the live summary ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_summary_follows_its_event_stream_in_a_browser() {
+    chromium();
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A stream long enough for a metric posted after it opened to arrive on it.
+    let mut variables = quiet_upstream();
+    variables.push(("stream_lifetime_seconds", "8".into()));
+    let (host, seeded) = start_seeded_logging(&variables, &[], dir.path(), true).await;
+    let url = format!("http://{}/dashboard?type=signup&period=hourly", host.address);
+    let browsing = tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || browse(&url, ONE_REFRESH_MS, None)
+    });
+    // Once the page's stream is open (its head is logged), a new metric.
+    let deadline = Instant::now() + CHROMIUM_TIMEOUT;
+    while !host.log_text().contains("/api/metrics/stream") {
+        assert!(Instant::now() < deadline, "the page opened no stream:\n{}", host.log_text());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut c = Connection::open(host.address).await.expect("connect");
+    let metric = json!({"type": "signup", "value": 1.0, "timestamp": timestamp_seconds_ago(1)}).to_string();
+    assert_eq!(c.send("POST", "/api/metrics", &[("content-type", "application/json")], metric).await.expect("post").status, 201);
+    let run = browsing.await.expect("chromium");
+    run.assert_clean(&url);
+    let dom = Dom(&run.dom);
+    let body = dom.element("<body");
+    let events: u32 = body.attr("data-live-events").unwrap_or_default().parse().unwrap_or(0);
+    assert!(events >= 2, "the first summary and the update arrived by EventSource: {events} events");
+    assert_eq!(body.attr("data-summary-source").as_deref(), Some("stream"));
+    assert_eq!(dom.field("x-cache"), "stream");
+    assert_eq!(dom.value("count"), (seeded["signup"] + 1).to_string(), "the summary shown holds the new metric");
+}
+
+#[tokio::test]
+async fn the_summary_is_polled_when_its_stream_fails() {
+    chromium();
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A setting the stream refuses (a 500 before any event), the summary does not read.
+    let mut variables = quiet_upstream();
+    variables.push(("stream_lifetime_seconds", "forever".into()));
+    let (host, seeded) = start_seeded(&variables, &[], dir.path()).await;
+    let url = format!("http://{}/dashboard?type=signup&period=all", host.address);
+    let run = browse(&url, THREE_REFRESHES_MS, None);
+    let dom = Dom(&run.dom);
+    let body = dom.element("<body");
+    assert_eq!(body.attr("data-summary-source").as_deref(), Some("polling"), "{}", run.log);
+    assert!(body.attr("data-live-events").is_none(), "no event arrived");
+    assert_eq!(dom.value("count"), seeded["signup"].to_string());
+    assert!(["HIT", "MISS", "PARTIAL"].contains(&dom.field("x-cache").as_str()), "X-Cache: {}", dom.field("x-cache"));
+    let refreshes: u32 = body.attr("data-refreshes").unwrap().parse().unwrap();
+    assert!(refreshes >= 3, "the page kept polling: {refreshes}");
+    assert!(dom.element(r#"data-error="summary""#).attr("hidden").is_some(), "the polled summary shows no error");
 }
 
 // ---- keys and origins, from a browser ----
@@ -537,6 +607,12 @@ async fn the_dashboard_asks_for_a_read_key_when_the_api_needs_one() {
 /// [`start_seeded`], posting the seed with the admin token (for `auth = "required"`).
 async fn start_seeded_as_admin(variables: &[(&str, String)], dir: &std::path::Path) -> (HostProcess, BTreeMap<String, usize>) {
     let mut args: Vec<String> = vec!["--state-dir".into(), dir.join("state").to_string_lossy().into_owned()];
+    // The page follows the summary's event stream, and Chromium's virtual
+    // time stands still while a request is open: short streams keep each run
+    // short (the page reconnects after each, as after any stream's end).
+    if !variables.iter().any(|(name, _)| *name == "stream_lifetime_seconds") {
+        args.extend(["--variable".to_string(), "stream_lifetime_seconds=1".to_string()]);
+    }
     for (name, value) in variables {
         args.extend(["--variable".to_string(), format!("{name}={value}")]);
     }

@@ -1,5 +1,7 @@
 // The dashboard: reads the API every few seconds and redraws the page in
 // place. Each panel shows its own request errors; refresh() never throws.
+// The summary panel follows GET /api/metrics/stream (Server-Sent Events)
+// while the stream delivers, and is polled with the rest otherwise.
 // The state (type, period, metric) lives in the query string, so a view can
 // be linked: /dashboard?type=cpu_usage&period=daily&metric=avg.
 "use strict";
@@ -153,7 +155,7 @@ function renderSummary(result) {
   for (const name of SUMMARY_FIELDS) setField(name, s ? formatNumber(s[name]) : "–", s ? s[name] : undefined);
   setField("window", s ? (s.from ? `${formatTime(s.from)} – ${formatTime(s.to)}` : "all time") : "–");
   setField("latest_timestamp", s ? formatTime(s.latest_timestamp) : "–", s ? s.latest_timestamp : undefined);
-  setBadge("x-cache", result.headers ? result.headers.get("x-cache") || "none" : "");
+  setBadge("x-cache", result.cache || (result.headers ? result.headers.get("x-cache") || "none" : ""));
   const external = s && s.external_data ? s.external_data : null;
   setField("external", external ? external.status + (external.reason ? ` (${external.reason})` : "") : "–");
 }
@@ -291,6 +293,58 @@ function drawChart() {
   desc.textContent = `${points.length} points, ${unit}, from ${formatTime(points[0].start)}; highest ${highest}.`;
 }
 
+// ---- the live summary ----
+
+// The summary arrives by EventSource as soon as it changes. Polled instead
+// (every REFRESH_MS, with the rest) while the stream is not delivering: no
+// EventSource, a read key (EventSource sends no headers), auto-refresh off,
+// the connection down and not back yet, or an error answer (then for as
+// long as the view stays the same).
+const live = { source: null, view: "", summary: null, connected: false, failed: "", events: 0 };
+
+function followLive() {
+  const view = `${state.type}/${state.period}`;
+  const wanted = Boolean(state.type) && byId("auto-refresh").checked && !readKey && typeof EventSource === "function" && live.failed !== view;
+  if (live.source && (!wanted || live.view !== view)) {
+    live.source.close();
+    live.source = null;
+  }
+  if (!wanted || live.source) return;
+  const source = new EventSource(`/api/metrics/stream?type=${encodeURIComponent(state.type)}&period=${state.period}`);
+  Object.assign(live, { source, view, summary: null, connected: false });
+  // The stream ends every minute and the browser reconnects with the last
+  // event's id: a summary still current is not sent again, so the one held stays.
+  source.onopen = () => {
+    if (live.source === source) live.connected = true;
+  };
+  source.onmessage = (event) => {
+    if (live.source !== source) return;
+    let body;
+    try {
+      body = JSON.parse(event.data);
+    } catch (e) {
+      return;
+    }
+    Object.assign(live, { summary: body, connected: true });
+    live.events += 1;
+    document.body.dataset.liveEvents = String(live.events);
+    document.body.dataset.summarySource = "stream";
+    renderSummary(streamed());
+  };
+  source.onerror = () => {
+    if (live.source !== source) return;
+    live.connected = false;
+    if (source.readyState === EventSource.CLOSED) {
+      // An error answer, not a dropped connection: the browser gives up, so do we.
+      source.close();
+      Object.assign(live, { source: null, summary: null, failed: view });
+    }
+  };
+}
+
+/** The last streamed summary, as getJson would have answered it. */
+const streamed = () => ({ ok: true, status: 200, body: live.summary, headers: null, error: null, cache: "stream" });
+
 // ---- refreshing ----
 
 /** The series window: the summary's, or (all time, or no summary) the period before now. */
@@ -318,8 +372,11 @@ async function refreshOnce() {
     return;
   }
   const type = encodeURIComponent(state.type);
-  const summary = await getJson(`/api/metrics/summary?type=${type}&period=${state.period}`);
+  followLive();
+  const fromStream = live.source && live.connected && live.summary && live.view === want;
+  const summary = fromStream ? streamed() : await getJson(`/api/metrics/summary?type=${type}&period=${state.period}`);
   if (stale()) return;
+  document.body.dataset.summarySource = fromStream ? "stream" : "polling";
   renderSummary(summary);
   const { from, to } = seriesRange(summary.ok ? summary.body : null);
   const step = PERIODS[state.period].step;
@@ -396,7 +453,10 @@ for (const radio of document.querySelectorAll('input[name="metric"]')) {
     drawChart();
   });
 }
-byId("auto-refresh").addEventListener("change", schedule);
+byId("auto-refresh").addEventListener("change", () => {
+  followLive();
+  schedule();
+});
 byId("api-key").value = readKey;
 byId("api-key").addEventListener("change", (event) => {
   readKey = event.target.value.trim();
