@@ -446,6 +446,20 @@ async fn imports_the_host_cannot_provide_are_all_named() {
     assert!(error.contains("fermyon:spin/llm@2.0.0"), "{error}");
 }
 
+/// Spin 4.0.2 never answers a query that returns no row; the host fails
+/// it at once, so a guest that would hang under Spin fails here instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_postgres_query_that_returns_no_row_fails_as_it_would_hang_under_spin() {
+    use spin_host::postgres::{Param, PgError, PostgresService, NO_ROWS};
+    let server = support::postgres_server::PostgresServer::start();
+    let service = PostgresService::new(None, None);
+    let connection = service.open(&server.url("postgres")).await.expect("a connection");
+    let none = service.query(&connection, "SELECT 1 WHERE $1::text = 'never'", &[Param::Str("x".into())]).await;
+    assert!(matches!(&none, Err(PgError::Query { text, .. }) if text == NO_ROWS), "{none:?}");
+    let one = service.query(&connection, "SELECT 1 WHERE $1::text = 'x'", &[Param::Str("x".into())]).await.expect("a row");
+    assert_eq!(one.rows.len(), 1);
+}
+
 /// `spin:postgres/postgres@4.0.0` as the host gives it: statements on pooled
 /// connections (200 concurrent upserts of one row each see a distinct
 /// count: the pool hands each guest its own connection), a read by primary

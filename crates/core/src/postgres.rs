@@ -131,8 +131,9 @@ pub mod kv {
          ON CONFLICT (key) DO UPDATE SET value = convert_to((convert_from(t.value, 'UTF8')::bigint + $2::bigint)::text, 'UTF8') \
          RETURNING convert_from(t.value, 'UTF8')::bigint";
 
-    /// `$1`: key. Row: value.
-    pub const GET: &str = "SELECT value FROM analytics_kv WHERE key = $1";
+    /// `$1`: key. One row: the value, NULL when the key is missing (a
+    /// query must return a row: see [`super::records::READ`]).
+    pub const GET: &str = "SELECT t.value FROM (VALUES (1)) AS one(x) LEFT JOIN analytics_kv t ON t.key = $1";
 
     /// `$1`: key, `$2`: new value, `$3`: the value expected. Affects one
     /// row when it swapped.
@@ -420,15 +421,24 @@ pub mod records {
     /// Reads records of every table in one statement (one snapshot).
     /// `$1` key-value keys (text[]), of which the first `$2` only their
     /// first `$3` bytes; `$4` rollup keys; `$5` chunk keys. Columns:
-    /// kind (0 key-value, 1 rollup, 2 metric), key, value or state,
-    /// sketch, users, seq, ms, id, value, user_id, properties, pos, type.
+    /// kind (0 key-value, 1 rollup, 2 metric, [`PADDING`]), key, value or
+    /// state, sketch, users, seq, ms, id, value, user_id, properties, pos,
+    /// type.
+    ///
+    /// It ends with one padding row, so it never returns no row: Spin
+    /// 4.0.2's `query` never answers a statement that returns none (it
+    /// waits for the first row to learn the columns).
     pub const READ: &str = "SELECT 0::integer AS kind, k.key, CASE WHEN k.n <= $2::bigint THEN substring(v.value FROM 1 FOR $3::integer) ELSE v.value END AS bytes, \
            NULL::bytea AS sketch, NULL::bytea AS users, NULL::bigint AS seq, NULL::bigint AS ms, NULL::text AS id, NULL::double precision AS value, \
            NULL::text AS user_id, NULL::text AS properties, NULL::integer AS pos, NULL::text AS type \
          FROM unnest($1::text[]) WITH ORDINALITY AS k(key, n) JOIN analytics_kv v ON v.key = k.key \
          UNION ALL SELECT 1, key, state, sketch, users, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM analytics_rollups WHERE key = ANY($4::text[]) \
          UNION ALL SELECT 2, chunk, NULL, NULL, NULL, seq, (extract(epoch FROM timestamp) * 1000)::bigint, id, value, user_id, properties::text, pos, type \
-           FROM analytics_metrics WHERE chunk = ANY($5::text[])";
+           FROM analytics_metrics WHERE chunk = ANY($5::text[]) \
+         UNION ALL SELECT -1, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL";
+
+    /// The kind of [`READ`]'s padding row, which holds no record.
+    pub const PADDING: i64 = -1;
 
     /// Parameters per metric row: chunk, pos, seq, project, type, ms, id,
     /// value, user_id, properties.

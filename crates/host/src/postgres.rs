@@ -179,6 +179,12 @@ pub struct Rows {
     pub rows: Vec<Vec<Value>>,
 }
 
+/// Spin 4.0.2 never answers a `query` whose statement returns no row (it
+/// waits for the first row to learn the columns, and the guest hangs until
+/// its client gives up); this host fails it at once instead, so a guest
+/// that would hang under Spin fails its tests here.
+pub const NO_ROWS: &str = "the statement returned no row, and Spin 4.0.2 never answers such a query: make it return one (a LEFT JOIN from VALUES (1), or a padding row)";
+
 fn query_failed(e: tokio_postgres::Error) -> PgError {
     let db = e.as_db_error().map(|d| {
         let mut extras = Vec::new();
@@ -286,7 +292,8 @@ impl PostgresService {
         }
     }
 
-    /// Runs a statement that returns rows.
+    /// Runs a statement that returns rows; one that returns none is an
+    /// error ([`NO_ROWS`]).
     pub async fn query(&self, connection: &Connection, statement: &str, params: &[Param]) -> Result<Rows, PgError> {
         self.charge();
         let prepared = self.statement(connection, statement).await?;
@@ -294,6 +301,9 @@ impl PostgresService {
         let result = connection.client.query(&prepared, &refs).await.map_err(query_failed);
         self.counted(statement);
         let rows = result?;
+        if rows.is_empty() {
+            return Err(PgError::Query { text: NO_ROWS.to_string(), db: None });
+        }
         let columns = prepared.columns().iter().map(|c| (c.name().to_string(), c.type_().clone())).collect();
         let rows = rows.iter().map(convert_row).collect::<Result<_, _>>()?;
         Ok(Rows { columns, rows })

@@ -182,6 +182,9 @@ fn assemble(rows: RowSet) -> Result<std::collections::HashMap<String, Vec<u8>>, 
     let mut found = std::collections::HashMap::new();
     let mut chunks: std::collections::HashMap<String, Vec<MetricRow>> = std::collections::HashMap::new();
     for row in rows.rows {
+        if row.first().and_then(i64_of) == Some(records::PADDING) {
+            continue;
+        }
         let shape = || StoreError::Store(format!("postgres: unexpected row shape {row:?}"));
         let (Some(kind), Some(key)) = (row.first().and_then(i64_of), row.get(1).and_then(str_of)) else {
             return Err(shape());
