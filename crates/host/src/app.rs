@@ -94,6 +94,8 @@ pub struct Shared {
     log_format: LogFormat,
     /// Spin's request-path cost, spent per component run in `StoreMode::Spin`.
     spin_request_cost: Option<std::time::Duration>,
+    /// Spin's reset of an instance's memory, spent once its guest returns (`StoreMode::Spin`).
+    spin_costs: Option<SpinCosts>,
     /// Turns true when the host starts stopping: event streams end ([`crate::event_stream`]).
     stopping: tokio::sync::watch::Sender<bool>,
 }
@@ -332,6 +334,7 @@ impl App {
                 log_requests: options.log_requests,
                 log_format: options.log_format.resolve(),
                 spin_request_cost: spin_costs.map(|c| c.request),
+                spin_costs,
                 stopping: tokio::sync::watch::Sender::new(false),
             }),
         })
@@ -502,6 +505,7 @@ impl Shared {
         let pre = loaded.pre.clone();
         let id = route.component.clone();
         let kv_session = store.data().kv_session.clone();
+        let spin_costs = self.spin_costs;
         let task = tokio::spawn(async move {
             let proxy = pre.instantiate_async(&mut store).await?;
             let result = proxy
@@ -514,6 +518,9 @@ impl Shared {
             // Writes made after the response was handed over (a streaming guest).
             if let Err(error) = store.data().kv_session.commit() {
                 eprintln!("error: component `{id}`: {error}");
+            }
+            if let Some(costs) = spin_costs {
+                crate::spin_model::burn(costs.memory_reset(store.data().limits.memory_bytes));
             }
             result
         });

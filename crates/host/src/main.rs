@@ -92,9 +92,10 @@ enum Commands {
         /// before the host exits anyway (new connections are refused at once).
         #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_seconds, env = "SPIN_HOST_DRAIN_TIMEOUT")]
         drain_timeout: f64,
-        /// In `--store-mode spin`, the CPU Spin's own request path and host calls
-        /// take beyond this host's (calibrated against Spin 4.0.2; see the README).
-        #[arg(long, value_name = "request=US,host-call=US", value_parser = spin_host::spin_model::parse, env = "SPIN_HOST_SPIN_COSTS")]
+        /// In `--store-mode spin`, the CPU Spin's own request path, its reset of an
+        /// instance's memory and its host calls take beyond this host's
+        /// (calibrated against Spin 4.0.2; see the README).
+        #[arg(long, value_name = "request=US,memory-page=US,host-call=US", value_parser = spin_host::spin_model::parse, env = "SPIN_HOST_SPIN_COSTS")]
         spin_costs: Option<spin_host::spin_model::SpinCosts>,
         /// Fault injection for crash tests: abort the process (as `kill -9` would)
         /// right after the N-th write, counted over every request, key-value store

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -26,7 +26,7 @@ pub struct HostState {
     pub component: Arc<ComponentConfig>,
     /// Key-value stores and Redis.
     pub services: Arc<Services>,
-    pub limits: StoreLimits,
+    pub limits: GuestLimits,
     /// Committed before the response leaves (see [`Session`]).
     pub kv_session: Arc<Session>,
 }
@@ -48,12 +48,55 @@ impl HostState {
             outbound: OutboundHttp::new(dispatch, component.clone()),
             component,
             services,
-            limits: StoreLimitsBuilder::new()
-                .memory_size(MAX_GUEST_MEMORY)
-                .instances(16)
-                .build(),
+            limits: GuestLimits {
+                limits: StoreLimitsBuilder::new().memory_size(MAX_GUEST_MEMORY).instances(16).build(),
+                memory_bytes: 0,
+            },
             kv_session: Arc::default(),
         }
+    }
+}
+
+/// A guest's resource limits, and the linear memory it came to hold: Spin
+/// resets an instance's whole memory after each request, a cost
+/// `--store-mode spin` charges by size ([`crate::spin_model`]).
+pub struct GuestLimits {
+    limits: StoreLimits,
+    /// Bytes of linear memory over all of the guest's memories.
+    pub memory_bytes: usize,
+}
+
+impl ResourceLimiter for GuestLimits {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum)?;
+        if allowed {
+            self.memory_bytes += desired.saturating_sub(current);
+        }
+        Ok(allowed)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
     }
 }
 
