@@ -69,14 +69,13 @@ pub fn parse(text: &str) -> Result<SpinCosts, String> {
     let mut costs = SpinCosts::CALIBRATED;
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (name, value) = part.split_once('=').ok_or_else(|| format!("`{part}` is not NAME=MICROSECONDS"))?;
-        let micros: f64 = value
+        let micros = value
             .trim()
             .trim_end_matches("us")
-            .parse()
+            .parse::<f64>()
             .ok()
-            .filter(|m: &f64| m.is_finite() && *m >= 0.0)
+            .and_then(|m| Duration::try_from_secs_f64(m / 1e6).ok())
             .ok_or_else(|| format!("`{value}` is not a number of microseconds"))?;
-        let micros = Duration::from_secs_f64(micros / 1e6);
         match name.trim() {
             "request" => costs.request = micros,
             "memory-page" => costs.memory_page = micros,
@@ -102,6 +101,7 @@ mod tests {
         assert!(parse("requests=1").is_err());
         assert!(parse("request=fast").is_err());
         assert!(parse("request=-1").is_err());
+        assert!(parse("request=1e300").is_err());
         assert_eq!(parse("memory-page=5.5").unwrap().memory_page, Duration::from_nanos(5_500));
     }
 
