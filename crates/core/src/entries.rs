@@ -1,14 +1,16 @@
 //! The stored metrics themselves, kept for listing, in write-once chunks:
 //! a fold of journal shard `shard` through item `through` writes, for each
 //! second its items fall in, one chunk `ent:{type}:{second}:{shard}:{through}`
-//! with exactly those items (and their `seq`). A fold therefore writes only
-//! what it adds, all its chunks in one `set_many`, whatever the rate per
-//! second; a repeated fold writes the same chunks again.
+//! with those items (and their `seq`) past the second's watermark. A fold
+//! therefore writes only what it adds, all its chunks in one `set_many`,
+//! whatever the rate per second; a repeated fold writes the same chunks
+//! again, and a fold that overlaps another leaves no item in two chunks and
+//! no chunk unlisted ([`crate::fold`]).
 //!
 //! The second's aggregate lists its chunks ([`ChunkRef`]), each with the
 //! items it adds (those after the aggregate's watermark when it was
-//! written), so a chunk a repeated fold wrote with items held already adds
-//! nothing twice.
+//! written). Chunks written before folds cut them may hold items held
+//! already: reading through the reference skips those.
 
 use serde::{Deserialize, Serialize};
 

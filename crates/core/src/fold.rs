@@ -2,8 +2,11 @@
 //! (every level of [`Level::ALL`], then all time), then trimming it.
 //!
 //! The all-types listing index goes first ([`crate::list_index::record`]:
-//! a read, and a write only where a type's hour is new). The chunks next, in one `set_many` (they are write-once: a repeated
-//! fold writes the same ones). Every other write is a compare-and-swap
+//! a read, and a write only where a type's hour is new). The chunks next,
+//! in one `set_many`, each holding its second's items past the watermark
+//! its aggregate showed when watched (a repeated fold writes the same ones;
+//! a fold that overlaps another cuts or deletes its own, see
+//! [`Fold::list_second`]). Every other write is a compare-and-swap
 //! through [`update`], and every change checks the target's watermark for
 //! the shard first, so a fold can stop at any write (a crash, a store error)
 //! and be run again, by anyone, without counting an item twice; the journal
@@ -18,7 +21,7 @@ use crate::entries::{Chunk, ChunkRef};
 use crate::expiry::{sweep_step, Expiry};
 use crate::journal::Journal;
 use crate::keys::{bucket_key, claim_key, journal_key, total_key};
-use crate::kv::{second_of, update, Change, Kv, StoreError};
+use crate::kv::{second_of, update, update_watched, Change, Kv, StoreError};
 use crate::list_index::{day_and_hour, record};
 use crate::metric::Metric;
 use crate::time::{Bucket, Level};
@@ -108,14 +111,24 @@ pub fn fold<K: Kv>(kv: &mut K, metric_type: &str, shard: usize, journal: &Journa
         *hours.entry(day).or_default() |= hour;
     }
     let indexed = record(kv, metric_type, &hours)?;
-    let chunks: Vec<(String, Vec<u8>)> = kept
-        .iter()
-        .map(|(second, items)| {
-            let reference = ChunkRef { shard: shard as u16, through, after: 0 };
-            let chunk = Chunk { items: items.iter().map(|(seq, m)| (*seq, (*m).clone())).collect() };
-            (reference.key(metric_type, **second), chunk.encode())
-        })
-        .collect();
+    // Each kept second's aggregate is watched before its chunk is written,
+    // and the chunk holds only the items past the watermark it shows.
+    let mut watched = BTreeMap::new();
+    let mut chunks: Vec<(String, Vec<u8>)> = Vec::new();
+    for (second, items) in &kept {
+        let key = second_target(**second).key(metric_type);
+        let (cas, current) = kv.watch(&key)?;
+        let held = match current.as_deref() {
+            Some(bytes) => Aggregate::decode(bytes).map_err(|e| StoreError::corrupt(&key, e))?.watermark(shard),
+            None => 0,
+        };
+        let chunk = chunk_after(items, held);
+        let written = chunk.as_ref().map(|chunk| {
+            chunks.push((chunk_key(metric_type, shard, through, **second), chunk.encode()));
+            held
+        });
+        watched.insert(**second, ((cas, current), written));
+    }
     if !chunks.is_empty() {
         kv.set_many(&chunks)?;
     }
@@ -123,28 +136,19 @@ pub fn fold<K: Kv>(kv: &mut K, metric_type: &str, shard: usize, journal: &Journa
     if !claims.is_empty() {
         kv.delete_many(&claims)?;
     }
+    let fold = Fold { metric_type, shard, through };
     for (target, items) in &by_target {
         let key = target.key(metric_type);
-        update(kv, &key, |current| {
-            let mut aggregate = match current {
-                Some(bytes) => Aggregate::decode(bytes).map_err(|e| StoreError::corrupt(&key, e))?,
-                None => Aggregate::default(),
-            };
-            let held = aggregate.watermark(shard);
-            if held >= through {
-                return Ok(Change::Done(()));
+        let kept_second = match target {
+            Target::Bucket(Bucket { level: Level::Second, index }) => watched.remove(index).map(|w| (*index, w)),
+            _ => None,
+        };
+        match kept_second {
+            Some((second, (opened, written))) => fold.list_second(kv, second, items, opened, written)?,
+            None => {
+                update(kv, &key, |current| fold.add(target, &key, current, items, None))?;
             }
-            for (_, metric) in items.iter().filter(|(seq, _)| *seq > held) {
-                apply(target, &mut aggregate, metric);
-            }
-            if let Target::Bucket(Bucket { level: Level::Second, index }) = target {
-                if keeps(*index) {
-                    aggregate.chunks.push(ChunkRef { shard: shard as u16, through, after: held });
-                }
-            }
-            aggregate.set_watermark(shard, through);
-            Ok(Change::Write(aggregate.encode(), ()))
-        })?;
+        }
     }
     let key = journal_key(metric_type, shard);
     update(kv, &key, |current| {
@@ -157,6 +161,115 @@ pub fn fold<K: Kv>(kv: &mut K, metric_type: &str, shard: usize, journal: &Journa
     })?;
     let swept = expiry.map(|expiry| sweep_step(kv, metric_type, expiry).map(|s| s.chunks));
     Ok(Folded { items: journal.items.len(), targets: by_target.len() + 1, indexed, swept })
+}
+
+fn second_target(second: i64) -> Target {
+    Target::Bucket(Bucket { level: Level::Second, index: second })
+}
+
+fn chunk_key(metric_type: &str, shard: usize, through: u64, second: i64) -> String {
+    ChunkRef { shard: shard as u16, through, after: 0 }.key(metric_type, second)
+}
+
+/// The chunk of a second's `items` past `held`, if any are.
+fn chunk_after(items: &Numbered, held: u64) -> Option<Chunk> {
+    let items: Vec<(u64, Metric)> = items.iter().filter(|(seq, _)| *seq > held).map(|(seq, m)| (*seq, (*m).clone())).collect();
+    (!items.is_empty()).then_some(Chunk { items })
+}
+
+/// What updating an aggregate found.
+enum Outcome {
+    /// The items past its watermark went in (and the chunk, if any, is listed).
+    Added,
+    /// It held them already; `listed` is what it lists of this fold's chunk
+    /// key, with the items it takes from it.
+    Held { listed: Option<u64> },
+    /// Its watermark moved to `held` since the chunk was written with the
+    /// items past an older one: the chunk must be cut first.
+    Moved { held: u64 },
+}
+
+/// One fold: a shard of a type, through item `through`.
+struct Fold<'a> {
+    metric_type: &'a str,
+    shard: usize,
+    through: u64,
+}
+
+impl Fold<'_> {
+    /// Adds the `items` past `target`'s watermark. With `chunk`, the watermark
+    /// the second's chunk was written past: listed only if it still holds.
+    fn add(&self, target: &Target, key: &str, current: Option<&[u8]>, items: &Numbered, chunk: Option<u64>) -> Result<Change<Outcome>, StoreError> {
+        let mut aggregate = match current {
+            Some(bytes) => Aggregate::decode(bytes).map_err(|e| StoreError::corrupt(key, e))?,
+            None => Aggregate::default(),
+        };
+        let held = aggregate.watermark(self.shard);
+        if held >= self.through {
+            let listed = aggregate.chunks.iter().find(|c| c.shard as usize == self.shard && c.through == self.through).map(|c| c.after);
+            return Ok(Change::Done(Outcome::Held { listed }));
+        }
+        if chunk.is_some_and(|after| after != held) {
+            return Ok(Change::Done(Outcome::Moved { held }));
+        }
+        for (_, metric) in items.iter().filter(|(seq, _)| *seq > held) {
+            apply(target, &mut aggregate, metric);
+        }
+        if chunk.is_some() {
+            aggregate.chunks.push(ChunkRef { shard: self.shard as u16, through: self.through, after: held });
+        }
+        aggregate.set_watermark(self.shard, self.through);
+        Ok(Change::Write(aggregate.encode(), Outcome::Added))
+    }
+
+    /// Folds a kept second's `items` into its aggregate, listing the chunk
+    /// written past `written` (the watermark `opened` showed). Two folds of
+    /// one shard can overlap (more items arrive while one runs), so a chunk
+    /// must never hold an item another listed chunk holds, and a chunk no
+    /// aggregate lists must not stay behind: the retention sweep would never
+    /// find it, and PostgreSQL keeps every chunk's metrics as rows.
+    fn list_second<K: Kv>(&self, kv: &mut K, second: i64, items: &Numbered, opened: (K::Cas, Option<Vec<u8>>), mut written: Option<u64>) -> Result<(), StoreError> {
+        let target = second_target(second);
+        let key = target.key(self.metric_type);
+        let chunk = chunk_key(self.metric_type, self.shard, self.through, second);
+        let mut opened = Some(opened);
+        loop {
+            let watched = match opened.take() {
+                Some(watched) => watched,
+                None => kv.watch(&key)?,
+            };
+            match update_watched(kv, &key, watched, |current| self.add(&target, &key, current, items, written))? {
+                Outcome::Added => return Ok(()),
+                Outcome::Held { listed } => {
+                    match (written, listed) {
+                        // Listed by another fold of the same items: this one
+                        // may have written after it, past an older watermark.
+                        (Some(ours), Some(after)) if ours != after => {
+                            if let Some(cut) = chunk_after(items, after) {
+                                kv.set(&chunk, &cut.encode())?;
+                            }
+                        }
+                        // A later fold holds these items in its own chunk.
+                        (Some(_), None) => kv.delete_many(std::slice::from_ref(&chunk))?,
+                        _ => {}
+                    }
+                    return Ok(());
+                }
+                Outcome::Moved { held } => {
+                    written = match chunk_after(items, held) {
+                        Some(cut) => {
+                            kv.set(&chunk, &cut.encode())?;
+                            Some(held)
+                        }
+                        None => {
+                            kv.delete_many(std::slice::from_ref(&chunk))?;
+                            None
+                        }
+                    };
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -324,3 +324,86 @@ fn an_id_whose_first_post_died_anywhere_is_stored_by_its_retry() {
         }
     }
 }
+
+/// Two folds of one shard overlap when more items reach it while the first
+/// runs: one folds the shard as it read it (64 items), another the shard
+/// grown to 128, or both the same snapshot. One stalls before each of its
+/// operations in turn while the others run whole. Whoever wins
+/// each second's aggregate, every metric is counted and listed once, every
+/// entry chunk stored is listed by its second (so retention can find it),
+/// and no metric is stored in two chunks (PostgreSQL keeps each chunk's
+/// metrics as rows of `analytics_metrics`).
+#[test]
+fn overlapping_folds_of_a_shard_store_each_metric_in_one_listed_chunk() {
+    use analytics_core::aggregate::Aggregate;
+    use analytics_core::entries::Chunk;
+    use analytics_core::fold::fold;
+    use analytics_core::journal::Journal;
+    use analytics_core::keys::journal_key;
+    let (t, shard) = ("overlap", 5);
+    // Spread over 5 seconds, so each second gets items from both folds.
+    fn journal(t: &str, prefix: &str, items: usize) -> Journal {
+        let mut journal = Journal::default();
+        for i in 0..items {
+            journal.append(metric(&format!("{prefix}-{i}"), t, i as f64, NOW - (i % 5) as i64 * 1_000));
+        }
+        journal
+    }
+    let snapshot = move |items: usize| journal(t, "m", items);
+    // The stalled fold's items, and the folds that run whole meanwhile.
+    let cases: [(usize, &[usize]); 5] = [(64, &[128]), (128, &[64]), (128, &[128]), (96, &[128]), (128, &[64, 128])];
+    for behaviour in BEHAVIOURS {
+        for (stalled, others) in cases {
+            for stalled_at in 0..40 {
+                let store = MemoryStore::with_swaps(behaviour);
+                let key = journal_key(t, shard);
+                // Another shard's fold created the aggregates: stalls while a key
+                // is being created are `kv::update`'s concern (and its tests').
+                let other_shard = journal(t, "other", 5);
+                store.load([(journal_key(t, shard + 1), other_shard.encode())]);
+                fold(&mut store.request(), t, shard + 1, &other_shard, None).unwrap();
+                store.load([(key.clone(), snapshot(128).encode())]);
+                let mut first = store.request();
+                let background = store.clone();
+                first.stall_before(stalled_at, move || {
+                    for &other in others {
+                        fold(&mut background.request(), t, shard, &snapshot(other), None).unwrap();
+                    }
+                });
+                fold(&mut first, t, shard, &snapshot(stalled), None).unwrap();
+                let case = format!("{behaviour:?}: {stalled} items stalled before operation {stalled_at}, {others:?} meanwhile");
+                if first.stall_pending() {
+                    // The first fold ended before that operation; run the others after it.
+                    for &other in others {
+                        fold(&mut store.request(), t, shard, &snapshot(other), None).unwrap();
+                    }
+                }
+                // Whatever the two left, the next fold of the whole shard completes it.
+                fold(&mut store.request(), t, shard, &Journal::decode(&key, &store.value(&key).unwrap()).unwrap(), None).unwrap();
+                assert_eq!(totals(&store, t), (133, (0..128).chain(0..5).sum::<usize>() as f64), "{case}");
+                let mut ids = listed(&store, t);
+                ids.sort();
+                ids.dedup();
+                assert_eq!(ids.len(), 133, "{case}: listed once each");
+                let values = store.snapshot();
+                let listed_chunks: HashSet<String> = values
+                    .iter()
+                    .filter(|(k, _)| k.starts_with(&format!("agg:{t}:s:")))
+                    .flat_map(|(k, v)| {
+                        let second: i64 = k.rsplit(':').next().unwrap().parse().unwrap();
+                        Aggregate::decode(v).unwrap().chunks.into_iter().map(move |c| c.key(t, second))
+                    })
+                    .collect();
+                let mut stored = Vec::new();
+                for (k, v) in values.iter().filter(|(k, _)| k.starts_with("ent:")) {
+                    assert!(listed_chunks.contains(k), "{case}: chunk {k} is listed by no aggregate");
+                    stored.extend(Chunk::decode(k, v).unwrap().items.into_iter().map(|(_, m)| m.id));
+                }
+                stored.sort();
+                let total = stored.len();
+                stored.dedup();
+                assert_eq!((total, stored.len()), (133, 133), "{case}: every metric in exactly one chunk");
+            }
+        }
+    }
+}
