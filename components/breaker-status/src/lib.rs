@@ -7,13 +7,17 @@ use analytics_platform::core::time::format_timestamp;
 use analytics_platform::redis::Redis;
 use analytics_platform::{clock, config, respond};
 use serde_json::{json, Value};
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::{IncomingRequest, Request, Response};
 use spin_sdk::http_component;
 
 const ALLOW: &[&str] = &["GET"];
 
 #[http_component]
-fn handle(request: Request) -> anyhow::Result<Response> {
+async fn handle(incoming: IncomingRequest) -> anyhow::Result<Response> {
+    analytics_platform::handler::serve(incoming, handle_request).await
+}
+
+fn handle_request(request: Request) -> anyhow::Result<Response> {
     Ok(match status(&request) {
         Ok(body) => respond::json(200, &body),
         Err(e) => respond::error(&e, ALLOW),

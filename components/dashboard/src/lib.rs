@@ -4,7 +4,7 @@
 
 use analytics_platform::core::api_error::ApiError;
 use analytics_platform::respond;
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::{IncomingRequest, Request, Response};
 use spin_sdk::http_component;
 
 const ALLOW: &[&str] = &["GET"];
@@ -29,7 +29,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
 ];
 
 #[http_component]
-fn handle(request: Request) -> anyhow::Result<Response> {
+async fn handle(incoming: IncomingRequest) -> anyhow::Result<Response> {
+    analytics_platform::handler::serve(incoming, handle_request).await
+}
+
+fn handle_request(request: Request) -> anyhow::Result<Response> {
     let path = asset_path(&request);
     let Some((_, content_type, body)) = ASSETS.iter().find(|(p, _, _)| *p == path) else {
         return Ok(respond::error(&ApiError::not_found(request.path()), ALLOW));

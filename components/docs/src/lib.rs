@@ -16,7 +16,7 @@
 
 use analytics_platform::core::api_error::ApiError;
 use analytics_platform::respond;
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::{IncomingRequest, Request, Response};
 use spin_sdk::http_component;
 
 include!(concat!(env!("OUT_DIR"), "/etags.rs"));
@@ -67,7 +67,11 @@ struct Served {
 }
 
 #[http_component]
-fn handle(request: Request) -> anyhow::Result<Response> {
+async fn handle(incoming: IncomingRequest) -> anyhow::Result<Response> {
+    analytics_platform::handler::serve(incoming, handle_request).await
+}
+
+fn handle_request(request: Request) -> anyhow::Result<Response> {
     let path = request.path();
     let Some(served) = lookup(path) else {
         return Ok(respond::error(&ApiError::not_found(path), ALLOW));

@@ -14,7 +14,7 @@ use analytics_platform::core::time::format_timestamp;
 use analytics_platform::redis::Redis;
 use analytics_platform::{clock, config, respond};
 use serde_json::{json, Value};
-use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http::{Method, IncomingRequest, Request, Response};
 use spin_sdk::http_component;
 
 const CONFIG_KEY: &str = "simulator:config";
@@ -22,7 +22,11 @@ const CALLS_KEY: &str = "simulator:calls";
 const MAX_LATENCY_MS: u64 = 60_000;
 
 #[http_component]
-fn handle(request: Request) -> anyhow::Result<Response> {
+async fn handle(incoming: IncomingRequest) -> anyhow::Result<Response> {
+    analytics_platform::handler::serve(incoming, handle_request).await
+}
+
+fn handle_request(request: Request) -> anyhow::Result<Response> {
     // The full path, not spin-path-info: a chained request's path-info is the whole path.
     let path = request.path().trim_end_matches('/').to_string();
     let (result, allow): (Result<Response, ApiError>, &[&str]) = match path.strip_prefix("/api/simulator").unwrap_or("") {

@@ -6,13 +6,17 @@ use analytics_platform::store::Store;
 use analytics_platform::redis::Redis;
 use analytics_platform::{gate, respond};
 use serde_json::json;
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::{IncomingRequest, Request, Response};
 use spin_sdk::http_component;
 
 const ALLOW: &[&str] = &["GET"];
 
 #[http_component]
-fn handle(request: Request) -> anyhow::Result<Response> {
+async fn handle(incoming: IncomingRequest) -> anyhow::Result<Response> {
+    analytics_platform::handler::serve(incoming, handle_request).await
+}
+
+fn handle_request(request: Request) -> anyhow::Result<Response> {
     if let Err(e) = respond::require_method(request.method(), ALLOW) {
         return Ok(respond::error(&e, ALLOW));
     }

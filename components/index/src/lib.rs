@@ -5,13 +5,17 @@ use analytics_platform::core::api_error::ApiError;
 use analytics_platform::core::auth::Mode;
 use analytics_platform::{gate, respond};
 use serde_json::json;
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::{IncomingRequest, Request, Response};
 use spin_sdk::http_component;
 
 const ALLOW: &[&str] = &["GET"];
 
 #[http_component]
-fn handle(request: Request) -> anyhow::Result<Response> {
+async fn handle(incoming: IncomingRequest) -> anyhow::Result<Response> {
+    analytics_platform::handler::serve(incoming, handle_request).await
+}
+
+fn handle_request(request: Request) -> anyhow::Result<Response> {
     let path = request.path();
     if path != "/" && !path.is_empty() {
         return Ok(respond::error(&ApiError::not_found(path), ALLOW));

@@ -12,7 +12,7 @@ use analytics_platform::core::query::Query;
 use analytics_platform::gate::{self, Admitted};
 use analytics_platform::{clock, respond};
 use serde_json::{json, Value};
-use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http::{Method, IncomingRequest, Request, Response};
 use spin_sdk::http_component;
 
 /// The methods of `path`: the collection, or one key.
@@ -29,7 +29,11 @@ fn key_id(path: &str) -> &str {
 }
 
 #[http_component]
-fn handle(request: Request) -> anyhow::Result<Response> {
+async fn handle(incoming: IncomingRequest) -> anyhow::Result<Response> {
+    analytics_platform::handler::serve(incoming, handle_request).await
+}
+
+fn handle_request(request: Request) -> anyhow::Result<Response> {
     let allow = allowed(request.path());
     let mut admitted = match gate::admit(&request, allow, Scope::Admin) {
         Ok(admitted) => admitted,

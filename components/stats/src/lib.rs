@@ -12,13 +12,17 @@ use analytics_platform::core::auth::Scope;
 use analytics_platform::scoped::Scoped;
 use analytics_platform::{clock, gate, respond};
 use serde_json::Value;
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::{IncomingRequest, Request, Response};
 use spin_sdk::http_component;
 
 const ALLOW: &[&str] = &["GET"];
 
 #[http_component]
-fn handle(request: Request) -> anyhow::Result<Response> {
+async fn handle(incoming: IncomingRequest) -> anyhow::Result<Response> {
+    analytics_platform::handler::serve(incoming, handle_request).await
+}
+
+fn handle_request(request: Request) -> anyhow::Result<Response> {
     let mut admitted = match gate::admit(&request, ALLOW, Scope::Read) {
         Ok(admitted) => admitted,
         Err(response) => return Ok(response),

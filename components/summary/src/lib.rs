@@ -31,7 +31,7 @@ use analytics_platform::gate::{self, Admitted, Ahead};
 use analytics_platform::redis::Redis;
 use analytics_platform::{clock, config, respond};
 use analytics_platform::handler;
-use spin_sdk::http::{Request, Response, ResponseOutparam};
+use spin_sdk::http::{IncomingRequest, Request, Response, ResponseOutparam};
 use spin_sdk::http_component;
 
 pub(crate) const ALLOW: &[&str] = &["GET"];
@@ -42,7 +42,11 @@ const STREAM_PATH: &str = "/api/metrics/stream";
 // The handler takes the response outparam so that the stream can keep
 // writing after its head is sent; a summary is sent whole.
 #[http_component]
-async fn handle(request: Request, out: ResponseOutparam) {
+async fn handle(incoming: IncomingRequest, out: ResponseOutparam) {
+    let request = match handler::receive(incoming).await {
+        Ok(request) => request,
+        Err(response) => return handler::send(out, response).await,
+    };
     if request.path() == STREAM_PATH {
         stream::serve(request, out).await
     } else {

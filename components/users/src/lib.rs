@@ -12,7 +12,7 @@ use analytics_platform::core::metric::validate_id;
 use analytics_platform::gate::{self, Admitted};
 use analytics_platform::respond;
 use serde_json::{json, Value};
-use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http::{Method, IncomingRequest, Request, Response};
 use spin_sdk::http_component;
 
 /// The methods of `path`: a user's export, or the user.
@@ -33,7 +33,11 @@ fn user_and_export(path: &str) -> (&str, bool) {
 }
 
 #[http_component]
-fn handle(request: Request) -> anyhow::Result<Response> {
+async fn handle(incoming: IncomingRequest) -> anyhow::Result<Response> {
+    analytics_platform::handler::serve(incoming, handle_request).await
+}
+
+fn handle_request(request: Request) -> anyhow::Result<Response> {
     let allow = allowed(request.path());
     let mut admitted = match gate::admit(&request, allow, Scope::Admin) {
         Ok(admitted) => admitted,

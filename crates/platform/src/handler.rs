@@ -2,12 +2,31 @@
 //! response (body finished, connection free) while the handler goes on with
 //! work the answer does not wait for, such as an ingest's fold.
 
-use spin_sdk::http::conversions::{IntoResponse, TryFromIncomingRequest};
-use spin_sdk::http::{IncomingRequest, OutgoingResponse, Request, Response, ResponseOutparam};
+use spin_sdk::http::conversions::IntoResponse;
+use spin_sdk::http::{IncomingRequest, Method, OutgoingResponse, Request, Response, ResponseOutparam};
 
-/// The whole request, or the response that says why it could not be read.
+/// The request as the components read it: method, path and query, headers,
+/// and the body of a method that has one. spin-sdk's own conversion also
+/// asks for the scheme and the authority, and reads a GET's empty body
+/// through a stream and a poll: about 25 µs of a request under Spin 4.0.2
+/// (README, Performance). Or the response that says why it could not be read.
 pub async fn receive(incoming: IncomingRequest) -> Result<Request, Response> {
-    Request::try_from_incoming_request(incoming).await.map_err(IntoResponse::into_response)
+    let method = incoming.method();
+    let mut request = Request::builder();
+    request.method(method.clone()).uri(incoming.path_with_query().unwrap_or_default()).headers(incoming.headers());
+    if !matches!(method, Method::Get | Method::Head | Method::Options) {
+        let body = incoming.into_body().await.map_err(|e| anyhow::anyhow!("reading the request body: {}", e.to_debug_string()).into_response())?;
+        request.body(body);
+    }
+    Ok(request.build())
+}
+
+/// Answers `incoming` with `answer`, reading it with [`receive`].
+pub async fn serve(incoming: IncomingRequest, answer: impl FnOnce(Request) -> anyhow::Result<Response>) -> anyhow::Result<Response> {
+    match receive(incoming).await {
+        Ok(request) => answer(request),
+        Err(response) => Ok(response),
+    }
 }
 
 /// Sends `response` and finishes its body.
