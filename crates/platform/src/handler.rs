@@ -1,8 +1,8 @@
 //! How a component takes its request in and sends its answer out: reading
-//! only what the components use of a request, and answering before the
-//! handler finishes (the client gets its response, body finished and
-//! connection free, while the handler goes on with work the answer does
-//! not wait for, such as a stream's next event).
+//! only what the components use of a request ([`receive`], [`serve`]), and
+//! sending a whole response through the response outparam ([`send`]) for a
+//! handler that takes one (the summary's, whose stream keeps writing after
+//! its head).
 
 use spin_sdk::http::conversions::IntoResponse;
 use spin_sdk::http::{IncomingRequest, Method, OutgoingResponse, Request, Response, ResponseOutparam};
