@@ -20,7 +20,7 @@ use crate::aggregate::Aggregate;
 use crate::entries::{Chunk, ChunkRef};
 use crate::expiry::{sweep_step, Expiry};
 use crate::journal::Journal;
-use crate::keys::{bucket_key, claim_key, journal_key, total_key};
+use crate::keys::{bucket_key, claim_key, entries_key, journal_key, total_key};
 use crate::kv::{second_of, update, update_watched, Change, Kv, StoreError};
 use crate::list_index::{day_and_hour, record};
 use crate::metric::Metric;
@@ -118,13 +118,10 @@ pub fn fold<K: Kv>(kv: &mut K, metric_type: &str, shard: usize, journal: &Journa
     for (second, items) in &kept {
         let key = second_target(**second).key(metric_type);
         let (cas, current) = kv.watch(&key)?;
-        let held = match current.as_deref() {
-            Some(bytes) => Aggregate::decode(bytes).map_err(|e| StoreError::corrupt(&key, e))?.watermark(shard),
-            None => 0,
-        };
+        let held = aggregate_of(&key, current.as_deref())?.watermark(shard);
         let chunk = chunk_after(items, held);
         let written = chunk.as_ref().map(|chunk| {
-            chunks.push((chunk_key(metric_type, shard, through, **second), chunk.encode()));
+            chunks.push((entries_key(metric_type, **second, shard, through), chunk.encode()));
             held
         });
         watched.insert(**second, ((cas, current), written));
@@ -167,8 +164,12 @@ fn second_target(second: i64) -> Target {
     Target::Bucket(Bucket { level: Level::Second, index: second })
 }
 
-fn chunk_key(metric_type: &str, shard: usize, through: u64, second: i64) -> String {
-    ChunkRef { shard: shard as u16, through, after: 0 }.key(metric_type, second)
+/// The aggregate stored at `key` (a new one if there is none).
+fn aggregate_of(key: &str, current: Option<&[u8]>) -> Result<Aggregate, StoreError> {
+    match current {
+        Some(bytes) => Aggregate::decode(bytes).map_err(|e| StoreError::corrupt(key, e)),
+        None => Ok(Aggregate::default()),
+    }
 }
 
 /// The chunk of a second's `items` past `held`, if any are.
@@ -200,10 +201,7 @@ impl Fold<'_> {
     /// Adds the `items` past `target`'s watermark. With `chunk`, the watermark
     /// the second's chunk was written past: listed only if it still holds.
     fn add(&self, target: &Target, key: &str, current: Option<&[u8]>, items: &Numbered, chunk: Option<u64>) -> Result<Change<Outcome>, StoreError> {
-        let mut aggregate = match current {
-            Some(bytes) => Aggregate::decode(bytes).map_err(|e| StoreError::corrupt(key, e))?,
-            None => Aggregate::default(),
-        };
+        let mut aggregate = aggregate_of(key, current)?;
         let held = aggregate.watermark(self.shard);
         if held >= self.through {
             let listed = aggregate.chunks.iter().find(|c| c.shard as usize == self.shard && c.through == self.through).map(|c| c.after);
@@ -231,7 +229,7 @@ impl Fold<'_> {
     fn list_second<K: Kv>(&self, kv: &mut K, second: i64, items: &Numbered, opened: (K::Cas, Option<Vec<u8>>), mut written: Option<u64>) -> Result<(), StoreError> {
         let target = second_target(second);
         let key = target.key(self.metric_type);
-        let chunk = chunk_key(self.metric_type, self.shard, self.through, second);
+        let chunk = entries_key(self.metric_type, second, self.shard, self.through);
         let mut opened = Some(opened);
         loop {
             let watched = match opened.take() {
